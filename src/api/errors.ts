@@ -1,0 +1,64 @@
+// The one place reject and error codes become HTTP statuses. Business rejections (stored in the
+// log with their command) and request errors (never reach the log) share one body shape:
+// { error: { code, message, ...details } }.
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { RejectCode } from '../domain/types.js';
+
+export const REJECT_HTTP: Record<RejectCode, ContentfulStatusCode> = {
+  insufficient_collateral: 422,
+  unknown_account: 404,
+  unknown_market: 404,
+  unknown_order: 404,
+  not_order_owner: 403,
+  too_many_orders: 429,
+  too_many_accounts: 429,
+  amount_limit_exceeded: 422,
+  price_out_of_range: 422,
+  qty_out_of_range: 422,
+};
+
+export type RequestErrorCode =
+  | 'malformed_json'
+  | 'invalid_command'
+  | 'unknown_field'
+  | 'unsupported_media_type'
+  | 'body_too_large'
+  | 'too_many_commands'
+  | 'duplicate_client_id_in_batch'
+  | 'idempotency_conflict'
+  | 'overloaded'
+  | 'halted'
+  | 'invalid_query'
+  | 'invalid_account_id'
+  | 'unknown_account'
+  | 'unknown_market'
+  | 'seq_not_reached'
+  | 'not_found';
+
+export const REQUEST_ERROR_HTTP: Record<RequestErrorCode, ContentfulStatusCode> = {
+  malformed_json: 400,
+  invalid_command: 400,
+  unknown_field: 400,
+  unsupported_media_type: 415,
+  body_too_large: 413,
+  too_many_commands: 413,
+  duplicate_client_id_in_batch: 400,
+  idempotency_conflict: 409,
+  overloaded: 429,
+  halted: 503,
+  invalid_query: 400,
+  invalid_account_id: 400,
+  unknown_account: 404,
+  unknown_market: 404,
+  seq_not_reached: 503,
+  not_found: 404,
+};
+
+export function errorBody(code: string, message: string, details?: Record<string, unknown>) {
+  return { error: { code, message, ...details } };
+}
+
+export function requestError(c: Context, code: RequestErrorCode, message: string, details?: Record<string, unknown>) {
+  return c.json(errorBody(code, message, details), REQUEST_ERROR_HTTP[code]);
+}

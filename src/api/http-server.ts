@@ -1,0 +1,45 @@
+// Binds a hono app (and optionally read-only y-websocket rooms) to a real TCP port. Port 0 picks a
+// free port; the bound port is returned so tests and `up` can wire proxies to it.
+import { createAdaptorServer } from '@hono/node-server';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Hono } from 'hono';
+import type { SyncServer } from '../publish/sync-server.js';
+
+export interface RunningServer {
+  host: string;
+  port: number;
+  url: string;
+  server: Server;
+  close(): Promise<void>;
+}
+
+export async function listen(app: Hono, host: string, port: number, opts: { sync?: SyncServer; maxConnections?: number } = {}): Promise<RunningServer> {
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections;
+  // Keep-alive sockets would hold close() open; reads are short requests.
+  server.keepAliveTimeout = 5000;
+  server.on('upgrade', (req, socket, head) => {
+    if (!opts.sync?.handleUpgrade(req, socket, head)) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  return {
+    host,
+    port: bound,
+    url: `http://${host}:${bound}`,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        opts.sync?.close();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

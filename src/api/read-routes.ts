@@ -1,0 +1,118 @@
+// Read endpoints shared by the core (authoritative, in-memory) and the read nodes (their local Yjs
+// copy): one ReadModel interface, one set of routes, so both answer identically. Every answer
+// carries the seq it reflects and the region that served it; `?minSeq=N` waits (bounded) until the
+// scope reaches N, else 503 seq_not_reached with the current seq — read-your-writes for a client
+// that remembers the seq of its last write.
+import type { Context, Hono } from 'hono';
+import type { AccountView, BookLevel, TradeView } from '../domain/types.js';
+import { ACCOUNT_ID } from './schemas.js';
+import { errorBody, requestError } from './errors.js';
+
+/** What a read depends on: one account's shard, one market, or everything. */
+export type ReadScope = { kind: 'account'; id: string } | { kind: 'market'; symbol: string } | { kind: 'all' };
+
+export interface ReadModel {
+  readonly region: string;
+  generation(): string | null;
+  /** Seq up to which `scope` is complete locally. */
+  seqFor(scope: ReadScope): number;
+  /** Resolves true once seqFor(scope) >= minSeq, false after timeoutMs. */
+  waitFor(scope: ReadScope, minSeq: number, timeoutMs: number): Promise<boolean>;
+  account(id: string): AccountView | undefined;
+  hasMarket(symbol: string): boolean;
+  book(symbol: string): { bids: BookLevel[]; asks: BookLevel[] } | undefined;
+  trades(symbol: string, limit: number): TradeView[];
+  status(): Record<string, unknown>;
+}
+
+export interface ReadLimits {
+  minSeqWaitMsDefault: number;
+  minSeqWaitMsMax: number;
+}
+
+const HEADER_SEQ = 'x-statemirror-seq';
+const HEADER_REGION = 'x-statemirror-region';
+const HEADER_GENERATION = 'x-statemirror-generation';
+
+function parseIntParam(raw: string | undefined, max: number): number | null | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^\d{1,16}$/.test(raw)) return null;
+  const n = Number(raw);
+  return Number.isSafeInteger(n) && n <= max ? n : null;
+}
+
+export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits): void {
+  /** Applies minSeq/waitMs, sets headers; returns an error response or null to go on. */
+  const consistency = async (c: Context, scope: ReadScope): Promise<Response | null> => {
+    const minSeq = parseIntParam(c.req.query('minSeq'), Number.MAX_SAFE_INTEGER);
+    const waitMs = parseIntParam(c.req.query('waitMs'), limits.minSeqWaitMsMax);
+    if (minSeq === null) return requestError(c, 'invalid_query', 'minSeq must be a non-negative integer');
+    if (waitMs === null) return requestError(c, 'invalid_query', `waitMs must be an integer in 0..${limits.minSeqWaitMsMax}`);
+    c.header(HEADER_REGION, model.region);
+    const gen = model.generation();
+    if (gen !== null) c.header(HEADER_GENERATION, gen);
+    if (minSeq !== undefined && model.seqFor(scope) < minSeq) {
+      const reached = await model.waitFor(scope, minSeq, waitMs ?? limits.minSeqWaitMsDefault);
+      if (!reached) {
+        const seq = model.seqFor(scope);
+        c.header(HEADER_SEQ, String(seq));
+        c.header('retry-after', '1');
+        return c.json(errorBody('seq_not_reached', `replica at seq ${seq}, asked for ${minSeq}`, { seq, minSeq }), 503);
+      }
+    }
+    if (model.generation() === null) {
+      c.header(HEADER_SEQ, '0');
+      c.header('retry-after', '1');
+      return c.json(errorBody('seq_not_reached', 'this node has not synced any state yet', { seq: 0, minSeq: minSeq ?? 0 }), 503);
+    }
+    c.header(HEADER_SEQ, String(model.seqFor(scope)));
+    return null;
+  };
+
+  const accountParam = (c: Context): string | Response => {
+    const id = c.req.param('id') ?? '';
+    return ACCOUNT_ID.test(id) ? id : requestError(c, 'invalid_account_id', 'account id: 1-64 of A-Z a-z 0-9 _ . -');
+  };
+
+  app.get('/v1/accounts/:id', async (c) => {
+    const id = accountParam(c);
+    if (id instanceof Response) return id;
+    const early = await consistency(c, { kind: 'account', id });
+    if (early) return early;
+    const view = model.account(id);
+    return view ? c.json(view) : requestError(c, 'unknown_account', `no account ${id}`);
+  });
+
+  app.get('/v1/accounts/:id/positions', async (c) => {
+    const id = accountParam(c);
+    if (id instanceof Response) return id;
+    const early = await consistency(c, { kind: 'account', id });
+    if (early) return early;
+    const view = model.account(id);
+    return view ? c.json({ account: id, positions: view.positions }) : requestError(c, 'unknown_account', `no account ${id}`);
+  });
+
+  app.get('/v1/markets/:symbol/book', async (c) => {
+    const symbol = c.req.param('symbol');
+    if (!model.hasMarket(symbol)) return requestError(c, 'unknown_market', `no market ${symbol}`);
+    const early = await consistency(c, { kind: 'market', symbol });
+    if (early) return early;
+    return c.json({ market: symbol, ...model.book(symbol)! });
+  });
+
+  app.get('/v1/markets/:symbol/trades', async (c) => {
+    const symbol = c.req.param('symbol');
+    if (!model.hasMarket(symbol)) return requestError(c, 'unknown_market', `no market ${symbol}`);
+    const limit = parseIntParam(c.req.query('limit'), 1000);
+    if (limit === null) return requestError(c, 'invalid_query', 'limit must be an integer in 0..1000');
+    const early = await consistency(c, { kind: 'market', symbol });
+    if (early) return early;
+    return c.json({ market: symbol, trades: model.trades(symbol, limit ?? 100) });
+  });
+
+  app.get('/v1/status', async (c) => {
+    const early = await consistency(c, { kind: 'all' });
+    if (early) return early;
+    return c.json({ region: model.region, generation: model.generation(), seq: model.seqFor({ kind: 'all' }), ...model.status() });
+  });
+}

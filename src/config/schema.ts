@@ -1,0 +1,175 @@
+// Cluster configuration: the core, the domain rules, publishing layout, the regions and the
+// simulated links between them. Invariants (checked by loadConfig): region names are unique and
+// not "core"; every region's upstream is "core" or another region, the upstream graph has no
+// cycles, and every region has exactly one link from its upstream.
+import { readFileSync, existsSync } from 'node:fs';
+import { z } from 'zod';
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lowercase letters, digits and dashes');
+
+export const LinkSchema = z.strictObject({
+  from: z.string(),
+  to: z.string(),
+  latencyMs: z.number().min(0).max(10_000),
+  jitterMs: z.number().min(0).max(10_000).default(0),
+  lossPct: z.number().min(0).max(100).default(0),
+});
+
+export const ConfigSchema = z.strictObject({
+  core: z.strictObject({
+    host: z.string().default('127.0.0.1'),
+    port: int(0, 65535).default(7700),
+    dataDir: z.string().default('data/core'),
+    maxBatch: int(1, 100_000).default(1024),
+    maxQueue: int(1, 10_000_000).default(20_000),
+    maxBodyBytes: int(256, 64 * 1024 * 1024).default(262_144),
+    maxCommandsPerRequest: int(1, 100_000).default(256),
+  }),
+  domain: z.strictObject({
+    markets: z.array(z.strictObject({ symbol: z.string().regex(/^[A-Z0-9][A-Z0-9-]{0,31}$/) })).min(1).max(1000),
+    leverage: int(1, 1000),
+    limits: z.strictObject({
+      maxOpenOrdersPerAccount: int(1, 100_000),
+      // price*qty and balances must stay far inside 2^53 so integer maths never loses precision.
+      maxPriceTicks: int(1, 1_000_000_000),
+      maxQtyLots: int(1, 1_000_000_000),
+      maxAmount: int(1, 1_000_000_000_000_000),
+      maxAccounts: int(1, 100_000_000),
+    }),
+  }),
+  publish: z.strictObject({
+    accountShards: int(1, 1024).default(16),
+    bookDepth: int(1, 10_000).default(50),
+    tradesKept: int(0, 100_000).default(200),
+  }),
+  readNode: z
+    .strictObject({
+      minSeqWaitMsMax: int(0, 60_000).default(5000),
+      minSeqWaitMsDefault: int(0, 60_000).default(1000),
+      maxConnections: int(1, 1_000_000).default(2048),
+    })
+    .default({ minSeqWaitMsMax: 5000, minSeqWaitMsDefault: 1000, maxConnections: 2048 }),
+  regions: z
+    .array(
+      z.strictObject({
+        name,
+        host: z.string().default('127.0.0.1'),
+        port: int(0, 65535),
+        upstream: z.string(),
+        dataDir: z.string().optional(),
+      }),
+    )
+    .min(1)
+    .max(64),
+  links: z.array(LinkSchema),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type RegionConfig = Config['regions'][number];
+export type LinkConfig = z.infer<typeof LinkSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses and cross-checks a config object; throws ConfigError with every problem listed. */
+export function parseConfig(raw: unknown): Config {
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigError(`invalid config:\n${lines.join('\n')}`);
+  }
+  const config = parsed.data;
+  const problems: string[] = [];
+  const names = new Set<string>();
+  for (const r of config.regions) {
+    if (r.name === 'core') problems.push(`region name "core" is reserved`);
+    if (names.has(r.name)) problems.push(`duplicate region ${r.name}`);
+    names.add(r.name);
+  }
+  const symbols = new Set<string>();
+  for (const m of config.domain.markets) {
+    if (symbols.has(m.symbol)) problems.push(`duplicate market ${m.symbol}`);
+    symbols.add(m.symbol);
+  }
+  for (const r of config.regions) {
+    if (r.upstream !== 'core' && !names.has(r.upstream)) problems.push(`region ${r.name}: unknown upstream ${r.upstream}`);
+    const links = config.links.filter((l) => l.from === r.upstream && l.to === r.name);
+    if (links.length !== 1) problems.push(`region ${r.name}: expected exactly one link ${r.upstream} -> ${r.name}, found ${links.length}`);
+    // Walk the upstream chain: it must reach the core without revisiting a region.
+    const seen = new Set<string>([r.name]);
+    let up = r.upstream;
+    while (up !== 'core' && names.has(up)) {
+      if (seen.has(up)) {
+        problems.push(`region ${r.name}: upstream cycle through ${up}`);
+        break;
+      }
+      seen.add(up);
+      up = config.regions.find((x) => x.name === up)!.upstream;
+    }
+  }
+  for (const l of config.links) {
+    if (l.from !== 'core' && !names.has(l.from)) problems.push(`link ${l.from} -> ${l.to}: unknown endpoint ${l.from}`);
+    if (!names.has(l.to)) problems.push(`link ${l.from} -> ${l.to}: unknown region ${l.to}`);
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid config:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+  return config;
+}
+
+/** The link a region's upstream traffic crosses. parseConfig guarantees it exists. */
+export function linkFor(config: Config, region: RegionConfig): LinkConfig {
+  const link = config.links.find((l) => l.from === region.upstream && l.to === region.name);
+  if (!link) throw new ConfigError(`no link ${region.upstream} -> ${region.name}`);
+  return link;
+}
+
+/** Sum of configured one-way latencies from the core to a region (the physical floor of its lag). */
+export function pathLatencyMs(config: Config, region: RegionConfig): number {
+  let total = 0;
+  let r: RegionConfig | undefined = region;
+  while (r) {
+    total += linkFor(config, r).latencyMs;
+    const up: string = r.upstream;
+    r = up === 'core' ? undefined : config.regions.find((x) => x.name === up);
+  }
+  return total;
+}
+
+export const DEFAULT_CONFIG_PATH = 'regions.config.json';
+
+/**
+ * Loads the config at `path`; with no path, ./regions.config.json when present, else the
+ * embedded defaults, so a fresh clone runs without any file edits.
+ */
+export function loadConfig(path?: string): Config {
+  if (path !== undefined) return parseConfig(JSON.parse(readFileSync(path, 'utf8')));
+  if (existsSync(DEFAULT_CONFIG_PATH)) return parseConfig(JSON.parse(readFileSync(DEFAULT_CONFIG_PATH, 'utf8')));
+  return parseConfig(EMBEDDED_DEFAULTS);
+}
+
+export const EMBEDDED_DEFAULTS = {
+  core: { host: '127.0.0.1', port: 7700, dataDir: 'data/core' },
+  domain: {
+    markets: [{ symbol: 'BTC-USD' }, { symbol: 'ETH-USD' }, { symbol: 'SOL-USD' }],
+    leverage: 10,
+    limits: {
+      maxOpenOrdersPerAccount: 200,
+      maxPriceTicks: 100_000_000,
+      maxQtyLots: 1_000_000,
+      maxAmount: 1_000_000_000_000,
+      maxAccounts: 1_000_000,
+    },
+  },
+  publish: {},
+  regions: [
+    { name: 'us-east', port: 7711, upstream: 'core', dataDir: 'data/us-east' },
+    { name: 'eu-west', port: 7712, upstream: 'core', dataDir: 'data/eu-west' },
+    { name: 'ap-southeast', port: 7713, upstream: 'eu-west', dataDir: 'data/ap-southeast' },
+  ],
+  links: [
+    { from: 'core', to: 'us-east', latencyMs: 1, jitterMs: 0.3 },
+    { from: 'core', to: 'eu-west', latencyMs: 35, jitterMs: 2 },
+    { from: 'eu-west', to: 'ap-southeast', latencyMs: 75, jitterMs: 4 },
+  ],
+};

@@ -1,0 +1,63 @@
+// The Yjs document layout shared by the publisher (core) and every reader (read nodes, browsers).
+// Invariants: names are stable for a given (accountShards, markets) config; an account always maps
+// to the same shard (FNV-1a of its id); every doc carries a 'stamp' map whose 'seq' is the seq up
+// to which that doc is complete, written in the same Yjs transaction as the content it covers.
+import * as Y from 'yjs';
+
+export const META_DOC = 'meta';
+export const accountShardDoc = (shard: number): string => `acct-${shard}`;
+export const marketDoc = (symbol: string): string => `mkt-${symbol}`;
+
+/** Map names inside the docs. */
+export const STAMP = 'stamp'; // every doc: { seq, generation }
+export const META = 'meta'; // meta doc: { seq, stateHash, tsMs, generation, accounts }
+export const CHANGED_AT = 'changedAt'; // meta doc: docName -> seq of that doc's latest change
+export const ACCOUNTS = 'accounts'; // account shard: accountId -> AccountView
+export const BOOK = 'book'; // market doc: { bids, asks, seq }
+export const TRADES = 'trades'; // market doc: Y.Array<TradeView>, newest last, bounded
+
+export interface Layout {
+  accountShards: number;
+  markets: readonly string[];
+}
+
+/** 32-bit FNV-1a: tiny, stable across platforms and languages (a browser can compute it too). */
+export function fnv1a32(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+
+export function shardOf(accountId: string, accountShards: number): number {
+  return fnv1a32(accountId) % accountShards;
+}
+
+export function docNames(layout: Layout): string[] {
+  return [
+    META_DOC,
+    ...Array.from({ length: layout.accountShards }, (_, i) => accountShardDoc(i)),
+    ...layout.markets.map(marketDoc),
+  ];
+}
+
+export function stampSeq(doc: Y.Doc): number {
+  const v = doc.getMap(STAMP).get('seq');
+  return typeof v === 'number' ? v : 0;
+}
+
+/**
+ * The seq up to which `name` is complete, given the meta doc. A doc that holds its latest change
+ * recorded in meta (stamp >= changedAt) has nothing missing up to meta's seq; otherwise only up to
+ * its own stamp. Docs sync over separate connections, so this is what makes reads exact.
+ */
+export function completeSeq(name: string, doc: Y.Doc, meta: Y.Doc): number {
+  const metaSeq = stampSeq(meta);
+  if (name === META_DOC) return metaSeq;
+  const own = stampSeq(doc);
+  const changedAt = meta.getMap(CHANGED_AT).get(name);
+  const lastChange = typeof changedAt === 'number' ? changedAt : Number.POSITIVE_INFINITY;
+  return own >= lastChange ? Math.max(own, metaSeq) : own;
+}

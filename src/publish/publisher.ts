@@ -1,0 +1,136 @@
+// Publishes committed state into Yjs docs: one Yjs transaction per doc per commit batch, touching
+// only the docs whose content changed, plus the meta doc (seq, state hash, changedAt). Values are
+// plain JSON objects overwritten whole (no nested Y types), which keeps tombstones to one small
+// item per overwrite. Invariants: called only with durable batches, in seq order; a doc's stamp
+// is written in the same transaction as its content; docs belong to one generation, a fresh id per
+// publisher instance, so readers never merge two independently built histories.
+import * as Y from 'yjs';
+import { randomUUID } from 'node:crypto';
+import { assert } from '../domain/assert.js';
+import type { StateMachine } from '../domain/state-machine.js';
+import type { Effects, TradeView } from '../domain/types.js';
+import {
+  ACCOUNTS, BOOK, CHANGED_AT, META, META_DOC, STAMP, TRADES,
+  accountShardDoc, docNames, marketDoc, shardOf, type Layout,
+} from './layout.js';
+
+export interface PublisherOptions {
+  machine: StateMachine;
+  layout: Layout;
+  bookDepth: number;
+  tradesKept: number;
+  /** Origin passed to Y.transact, so listeners can tell publisher writes apart. */
+  origin?: unknown;
+}
+
+export const PUBLISHER_ORIGIN = Symbol('publisher');
+
+export class Publisher {
+  readonly generation: string = randomUUID();
+  readonly docs = new Map<string, Y.Doc>();
+  private publishedSeq = 0;
+  private readonly origin: unknown;
+
+  constructor(private readonly opts: PublisherOptions) {
+    this.origin = opts.origin ?? PUBLISHER_ORIGIN;
+    for (const name of docNames(opts.layout)) {
+      // gc on: overwritten map values collapse to small GC structs instead of keeping content.
+      this.docs.set(name, new Y.Doc({ gc: true }));
+    }
+  }
+
+  get seq(): number {
+    return this.publishedSeq;
+  }
+
+  doc(name: string): Y.Doc {
+    const d = this.docs.get(name);
+    assert(d !== undefined, `unknown doc ${name}`);
+    return d;
+  }
+
+  /** Writes the machine's whole current state (start of a generation). */
+  publishAll(stateHash: string, tsMs: number): void {
+    const m = this.opts.machine;
+    const effects: Effects = { accounts: new Set(m.accountIds()), markets: new Set(m.marketSymbols()), trades: [] };
+    this.write(m.lastSeq, effects, stateHash, tsMs, true);
+  }
+
+  /** Mirrors one durable commit batch. */
+  publishBatch(lastSeq: number, effects: Effects, stateHash: string, tsMs: number): void {
+    assert(lastSeq > this.publishedSeq, `publish out of order: ${lastSeq} after ${this.publishedSeq}`);
+    this.write(lastSeq, effects, stateHash, tsMs, false);
+  }
+
+  private write(seq: number, effects: Effects, stateHash: string, tsMs: number, all: boolean): void {
+    const { machine, layout } = this.opts;
+    const changed = new Map<string, Array<() => void>>();
+    const at = (name: string, fn: () => void) => {
+      const list = changed.get(name);
+      if (list) list.push(fn);
+      else changed.set(name, [fn]);
+    };
+    for (const id of effects.accounts) {
+      const view = machine.account(id);
+      assert(view !== undefined, `touched account ${id} does not exist`);
+      at(accountShardDoc(shardOf(id, layout.accountShards)), () => this.doc(accountShardDoc(shardOf(id, layout.accountShards))).getMap(ACCOUNTS).set(id, view));
+    }
+    const tradesBy = new Map<string, TradeView[]>();
+    for (const t of effects.trades) {
+      const list = tradesBy.get(t.market) ?? [];
+      list.push(t);
+      tradesBy.set(t.market, list);
+    }
+    for (const symbol of effects.markets) {
+      const name = marketDoc(symbol);
+      at(name, () => {
+        const book = machine.book(symbol, this.opts.bookDepth);
+        assert(book !== undefined, `touched market ${symbol} does not exist`);
+        const d = this.doc(name);
+        const map = d.getMap(BOOK);
+        map.set('bids', book.bids);
+        map.set('asks', book.asks);
+        const trades = tradesBy.get(symbol);
+        if (trades && this.opts.tradesKept > 0) {
+          const arr = d.getArray<TradeView>(TRADES);
+          arr.push(trades.slice(-this.opts.tradesKept));
+          const excess = arr.length - this.opts.tradesKept;
+          if (excess > 0) arr.delete(0, excess);
+        }
+      });
+    }
+    if (all) for (const name of this.docs.keys()) if (!changed.has(name)) at(name, () => {});
+    const stamp = (d: Y.Doc) => {
+      const s = d.getMap(STAMP);
+      s.set('seq', seq);
+      if (s.get('generation') !== this.generation) s.set('generation', this.generation);
+    };
+    for (const [name, fns] of changed) {
+      if (name === META_DOC) continue;
+      const d = this.doc(name);
+      d.transact(() => {
+        for (const fn of fns) fn();
+        stamp(d);
+      }, this.origin);
+    }
+    // changedAt tells a reader which docs must have reached which seq (see layout.completeSeq):
+    // docs travel over separate connections, so arrival order between them is not guaranteed.
+    const meta = this.doc(META_DOC);
+    meta.transact(() => {
+      const changedAt = meta.getMap(CHANGED_AT);
+      for (const name of changed.keys()) if (name !== META_DOC) changedAt.set(name, seq);
+      const m = meta.getMap(META);
+      m.set('seq', seq);
+      m.set('stateHash', stateHash);
+      m.set('tsMs', tsMs);
+      m.set('generation', this.generation);
+      m.set('accounts', machine.accountCount());
+      stamp(meta);
+    }, this.origin);
+    this.publishedSeq = seq;
+  }
+
+  destroy(): void {
+    for (const d of this.docs.values()) d.destroy();
+  }
+}

@@ -1,0 +1,77 @@
+// Shared helpers for end-to-end tests: a small cluster config, JSON HTTP calls, and bounded waits
+// on events (never sleeps).
+import type { EventEmitter } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig, type Config } from '../../src/config/schema.js';
+
+export function testConfig(overrides: { links?: Array<{ from: string; to: string; latencyMs: number; jitterMs?: number }> } = {}): Config {
+  return parseConfig({
+    core: { host: '127.0.0.1', port: 0, dataDir: 'unused', maxBatch: 256, maxQueue: 10_000, maxBodyBytes: 65_536, maxCommandsPerRequest: 100 },
+    domain: {
+      markets: [{ symbol: 'BTC-USD' }, { symbol: 'ETH-USD' }],
+      leverage: 10,
+      limits: { maxOpenOrdersPerAccount: 50, maxPriceTicks: 10_000_000, maxQtyLots: 1_000_000, maxAmount: 1_000_000_000_000, maxAccounts: 100_000 },
+    },
+    publish: { accountShards: 4, bookDepth: 20, tradesKept: 50 },
+    readNode: { minSeqWaitMsMax: 10_000, minSeqWaitMsDefault: 5_000, maxConnections: 256 },
+    regions: [
+      { name: 'near', port: 0, upstream: 'core' },
+      { name: 'far', port: 0, upstream: 'near' },
+    ],
+    links: overrides.links ?? [
+      { from: 'core', to: 'near', latencyMs: 2, jitterMs: 1 },
+      { from: 'near', to: 'far', latencyMs: 25, jitterMs: 3 },
+    ],
+  });
+}
+
+export function tempDir(prefix = 'sm-e2e-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * fetch, retried once when a pooled keep-alive socket turns out to be closed (a server restarted
+ * behind it). Safe for POST too: every command carries a clientId, so a retry never applies twice.
+ */
+async function fetchRetry(url: string, init?: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    if ((err as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw err;
+    return fetch(url, init);
+  }
+}
+
+export async function post(url: string, body: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetchRetry(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: res.status, body: await res.json() };
+}
+
+export async function get(url: string): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetchRetry(url);
+  return { status: res.status, body: await res.json(), headers: res.headers };
+}
+
+/** Resolves with the event's args the first time `pred` holds, rejects after timeoutMs. */
+export function waitForEvent<T extends unknown[]>(
+  emitter: EventEmitter,
+  event: string,
+  pred: (...args: T) => boolean = () => true,
+  timeoutMs = 10_000,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.off(event, on);
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${event}`));
+    }, timeoutMs);
+    const on = (...args: unknown[]) => {
+      if (!pred(...(args as T))) return;
+      clearTimeout(timer);
+      emitter.off(event, on);
+      resolve(args as T);
+    };
+    emitter.on(event, on);
+  });
+}
