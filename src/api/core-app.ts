@@ -128,6 +128,13 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
     c.json({ generation: core.publisher.generation, seq: core.publisher.seq, docs: docNames(core.opts.layout), role: opts.role }),
   );
 
+  // After a log failure the state machine is ahead of the log: never serve state a client was told failed.
+  const refuseWhenHalted = async (c: Context, next: () => Promise<void>) => {
+    if (core.sequencer.isHalted) return requestError(c, 'halted', 'core halted after a log failure; restart it to replay the log');
+    await next();
+  };
+  app.use('/v1/accounts/*', refuseWhenHalted);
+  app.use('/v1/markets/*', refuseWhenHalted);
   mountReadRoutes(app, coreReadModel(core, opts.region), opts.readLimits);
   app.notFound((c) => requestError(c, 'not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c: Context) => {

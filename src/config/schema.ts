@@ -93,6 +93,12 @@ export function parseConfig(raw: unknown): Config {
     if (symbols.has(m.symbol)) problems.push(`duplicate market ${m.symbol}`);
     symbols.add(m.symbol);
   }
+  const { maxPriceTicks, maxQtyLots, maxAmount } = config.domain.limits;
+  // Notional, cost basis and collateral must stay exact: keep the largest order's notional and the
+  // largest balance far enough below 2^53 that sums of many of them still fit.
+  if (maxPriceTicks * maxQtyLots > 2 ** 50 || maxAmount > 2 ** 50) {
+    problems.push(`domain.limits: maxPriceTicks × maxQtyLots and maxAmount must each be ≤ 2^50 (integers stay exact)`);
+  }
   for (const r of config.regions) {
     if (r.upstream !== 'core' && !names.has(r.upstream)) problems.push(`region ${r.name}: unknown upstream ${r.upstream}`);
     const links = config.links.filter((l) => l.from === r.upstream && l.to === r.name);

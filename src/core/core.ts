@@ -54,6 +54,8 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch] }> {
   readonly sequencer: Sequencer;
   private readonly hasher: StateHasher;
   private hash: string;
+  /** Seq of the last durable batch. The machine can be ahead of it after a log failure (halt). */
+  private durableSeq: Seq;
   readonly startedAtMs = Date.now();
   readonly replayedEntries: number;
 
@@ -68,6 +70,7 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch] }> {
     this.hasher = hasher;
     this.replayedEntries = machine.lastSeq;
     this.hash = hasher.hash(machine.lastSeq);
+    this.durableSeq = machine.lastSeq;
     opts.logger?.info({ seq: machine.lastSeq, ms: Math.round(performance.now() - t0), stateHash: this.hash }, 'log replayed');
     this.publisher = new Publisher({ machine, layout: opts.layout, bookDepth: opts.bookDepth, tradesKept: opts.tradesKept });
     this.publisher.publishAll(this.hash, clock.nowMs());
@@ -83,7 +86,7 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch] }> {
   }
 
   get seq(): Seq {
-    return this.machine.lastSeq;
+    return this.durableSeq;
   }
 
   get stateHash(): string {
@@ -91,6 +94,7 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch] }> {
   }
 
   private committed(batch: CommittedBatch): void {
+    this.durableSeq = batch.lastSeq;
     for (const id of batch.effects.accounts) this.hasher.update(this.machine.account(id)!);
     this.hash = this.hasher.hash(batch.lastSeq);
     const last = batch.entries[batch.entries.length - 1]!;

@@ -72,6 +72,10 @@ export class Sequencer {
   constructor(private readonly opts: SequencerOptions) {
     this.clock = opts.clock ?? systemClock;
     assert(opts.machine.lastSeq === opts.log.lastSeq(), 'state machine and log disagree on lastSeq at start');
+    // Continue from the log's last timestamp, so a restart on a clock that is behind never steps back.
+    // (Iterated to completion: a half-consumed SQLite iterator would leave its statement busy.)
+    const lastSeq = opts.log.lastSeq();
+    if (lastSeq > 0) for (const e of opts.log.entriesFrom(lastSeq)) this.lastTsMs = e.tsMs;
   }
 
   get queueDepth(): number {

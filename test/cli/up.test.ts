@@ -1,0 +1,81 @@
+// `statemirror up` as a real process: it prints the URL table, serves writes and regional reads,
+// stops cleanly on SIGINT (exit 0), and a second start replays the log to the same seq and hash.
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EMBEDDED_DEFAULTS } from '../../src/config/schema.js';
+import { get, post, tempDir } from '../e2e/helpers.js';
+
+const dir = tempDir('sm-cli-');
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function writeConfig(): string {
+  const config = structuredClone(EMBEDDED_DEFAULTS) as any;
+  config.core = { ...config.core, port: 0, dataDir: join(dir, 'core') };
+  config.regions = config.regions.map((r: any) => ({ ...r, port: 0, dataDir: join(dir, r.name) }));
+  const path = join(dir, 'config.json');
+  writeFileSync(path, JSON.stringify(config));
+  return path;
+}
+
+/** Starts `up` and resolves with the URLs from its table once it printed them. */
+function startUp(configPath: string): Promise<{ child: ChildProcess; urls: Map<string, string> }> {
+  const child = spawn(process.execPath, ['bin/statemirror.js', 'up', '--config', configPath, '--log-level', 'warn'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`up did not print its table in time:\n${out}\n${err}`)), 30_000);
+    child.stderr!.on('data', (d) => (err += d));
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (!out.includes('try:')) return;
+      clearTimeout(timer);
+      const urls = new Map<string, string>();
+      for (const m of out.matchAll(/^(\S+)\s+(http:\/\/127\.0\.0\.1:\d+)/gm)) urls.set(m[1]!, m[2]!);
+      resolve({ child, urls });
+    });
+    child.once('exit', (code) => reject(new Error(`up exited early with ${code}:\n${out}\n${err}`)));
+  });
+}
+
+function exitCode(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('did not exit after SIGINT')), 15_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+}
+
+describe('statemirror up', () => {
+  it('runs the cluster, stops on SIGINT, and restarts to the same state', async () => {
+    const configPath = writeConfig();
+    const first = await startUp(configPath);
+    expect([...first.urls.keys()]).toEqual(['core', 'us-east', 'eu-west', 'ap-southeast']);
+    const core = first.urls.get('core')!;
+    const w = await post(`${core}/v1/commands`, { clientId: 'cli-1', type: 'deposit', account: 'carol', amount: 4242 });
+    expect(w.status).toBe(200);
+    const far = await get(`${first.urls.get('ap-southeast')}/v1/accounts/carol?minSeq=${w.body.seq}`);
+    expect(far.status).toBe(200);
+    expect(far.body.collateral).toBe(4242);
+    const before = (await get(`${core}/v1/status`)).body;
+    first.child.kill('SIGINT');
+    expect(await exitCode(first.child)).toBe(0);
+
+    const second = await startUp(configPath);
+    try {
+      const after = (await get(`${second.urls.get('core')}/v1/status`)).body;
+      expect(after.seq).toBe(before.seq);
+      expect(after.stateHash).toBe(before.stateHash);
+      const retry = await post(`${second.urls.get('core')}/v1/commands`, { clientId: 'cli-1', type: 'deposit', account: 'carol', amount: 4242 });
+      expect(retry.body).toMatchObject({ seq: w.body.seq, duplicate: true });
+    } finally {
+      second.child.kill('SIGINT');
+      expect(await exitCode(second.child)).toBe(0);
+    }
+  });
+});
