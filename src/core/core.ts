@@ -1,20 +1,20 @@
-// The core: opens the command log, replays it into a fresh state machine (verifying every stored
-// result, so nondeterminism halts loudly instead of silently diverging), then runs the sequencer
-// and publishes every durable batch into a new generation of Yjs docs. Invariants: the state
-// machine, the state hash and the published docs are all functions of the log prefix up to
-// lastSeq; publishing happens only after the batch is durable.
+// The primary's engine: a replayed (or handed-over) state machine, the sequencer that extends the
+// log, and the publisher that mirrors every committed batch into a new generation of Yjs docs.
+// Invariants: the state machine, the state hash and the published docs are all functions of the
+// committed log prefix; publishing happens only after a batch is committed (durable locally and,
+// in synchronous mode, acknowledged by the standby); replay re-checks every stored result and
+// state hash, so nondeterminism halts loudly instead of silently diverging.
 import { EventEmitter } from 'node:events';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { canonicalJson } from '../domain/canonical.js';
-import { StateMachine } from '../domain/state-machine.js';
 import type { DomainConfig, Seq } from '../domain/types.js';
-import { LogCorruptError, type CommandLog } from '../log/command-log.js';
+import { LogCorruptError, type CommandLog, type LogEntry } from '../log/command-log.js';
 import { SqliteCommandLog } from '../log/sqlite-log.js';
 import { Publisher } from '../publish/publisher.js';
+import { join } from 'node:path';
 import type { Layout } from '../publish/layout.js';
+import { HashedMachine } from './hashed-machine.js';
 import { Sequencer, systemClock, type Clock, type CommittedBatch } from './sequencer.js';
-import { StateHasher } from './state-hash.js';
 
 export interface CoreOptions {
   domain: DomainConfig;
@@ -23,39 +23,48 @@ export interface CoreOptions {
   tradesKept: number;
   maxBatch: number;
   maxQueue: number;
-  /** Directory holding log.db; or pass `log` directly. */
-  dataDir?: string;
+  /** The command log; or `dataDir` to open `<dataDir>/log.db`. */
   log?: CommandLog;
+  dataDir?: string;
+  /** This primary's epoch (default: the log's current epoch, at least 1). */
+  epoch?: number;
+  /** The node's name, recorded in the epoch_start entry. */
+  nodeName?: string;
+  /** State already built from `log` (a promoted standby hands its own over: no replay). */
+  machine?: HashedMachine;
+  replicate?: (entries: readonly LogEntry[]) => Promise<void>;
   clock?: Clock;
   logger?: Logger;
 }
 
-/** Rebuilds state from a log, checking each stored result against a fresh apply. */
-export function replay(domain: DomainConfig, log: CommandLog): { machine: StateMachine; hasher: StateHasher } {
-  const machine = new StateMachine(domain);
-  for (const e of log.entriesFrom(1)) {
-    const result = machine.apply({ seq: e.seq, tsMs: e.tsMs, command: e.command });
-    if (canonicalJson(result) !== canonicalJson(e.result)) {
-      throw new LogCorruptError(
-        `replay diverged at seq ${e.seq}: log says ${canonicalJson(e.result)}, state machine says ${canonicalJson(result)}`,
-      );
-    }
+/** Checks one stored entry against a fresh apply; throws LogCorruptError on any difference. */
+export function applyChecked(machine: HashedMachine, e: LogEntry): void {
+  const { result, stateHash } = machine.apply({ seq: e.seq, tsMs: e.tsMs, command: e.command });
+  if (canonicalJson(result) !== canonicalJson(e.result)) {
+    throw new LogCorruptError(`diverged at seq ${e.seq}: log says ${canonicalJson(e.result)}, state machine says ${canonicalJson(result)}`);
   }
+  if (stateHash !== e.stateHash) {
+    throw new LogCorruptError(`diverged at seq ${e.seq}: state hash ${stateHash}, log says ${e.stateHash}`);
+  }
+}
+
+/** Rebuilds state from a log, checking each stored result and hash against a fresh apply. */
+export function replay(domain: DomainConfig, log: CommandLog): HashedMachine {
+  const machine = new HashedMachine(domain);
+  for (const e of log.entriesFrom(1)) applyChecked(machine, e);
   machine.drainEffects();
-  const hasher = new StateHasher();
-  for (const id of machine.accountIds()) hasher.update(machine.account(id)!);
-  return { machine, hasher };
+  return machine;
 }
 
 export class Core extends EventEmitter<{ committed: [CommittedBatch] }> {
   readonly log: CommandLog;
-  readonly machine: StateMachine;
+  readonly hashed: HashedMachine;
   readonly publisher: Publisher;
   readonly sequencer: Sequencer;
-  private readonly hasher: StateHasher;
+  readonly epoch: number;
   private hash: string;
-  /** Seq of the last durable batch. The machine can be ahead of it after a log failure (halt). */
-  private durableSeq: Seq;
+  /** Seq of the last committed batch. The machine can be ahead of it while a batch is in flight. */
+  private committedSeq: Seq;
   readonly startedAtMs = Date.now();
   readonly replayedEntries: number;
 
@@ -64,29 +73,48 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch] }> {
     this.setMaxListeners(10_000);
     const clock = opts.clock ?? systemClock;
     this.log = opts.log ?? new SqliteCommandLog(join(opts.dataDir ?? 'data/core', 'log.db'));
+    this.epoch = opts.epoch ?? Math.max(1, this.log.currentEpoch());
+    if (this.log.currentEpoch() < this.epoch) this.log.setCurrentEpoch(this.epoch);
     const t0 = performance.now();
-    const { machine, hasher } = replay(opts.domain, this.log);
-    this.machine = machine;
-    this.hasher = hasher;
-    this.replayedEntries = machine.lastSeq;
-    this.hash = hasher.hash(machine.lastSeq);
-    this.durableSeq = machine.lastSeq;
-    opts.logger?.info({ seq: machine.lastSeq, ms: Math.round(performance.now() - t0), stateHash: this.hash }, 'log replayed');
-    this.publisher = new Publisher({ machine, layout: opts.layout, bookDepth: opts.bookDepth, tradesKept: opts.tradesKept });
-    this.publisher.publishAll(this.hash, clock.nowMs());
+    this.hashed = opts.machine ?? replay(opts.domain, this.log);
+    if (!opts.machine) opts.logger?.info({ seq: this.hashed.lastSeq, ms: Math.round(performance.now() - t0) }, 'log replayed');
+    this.replayedEntries = opts.machine ? 0 : this.hashed.lastSeq;
+    this.hashed.drainEffects();
+    this.hash = this.hashed.stateHash;
+    this.committedSeq = this.hashed.lastSeq;
+    this.publisher = new Publisher({ machine: this.machine, layout: opts.layout, bookDepth: opts.bookDepth, tradesKept: opts.tradesKept });
+    this.publisher.publishAll(this.hash, clock.nowMs(), this.epoch);
     this.sequencer = new Sequencer({
       log: this.log,
-      machine,
+      machine: this.hashed,
+      epoch: this.epoch,
       clock,
       maxBatch: opts.maxBatch,
       maxQueue: opts.maxQueue,
+      ...(opts.replicate ? { replicate: opts.replicate } : {}),
       onCommitted: (batch) => this.committed(batch),
-      onHalt: (err) => opts.logger?.fatal({ err }, 'sequencer halted: the core takes no more writes until restarted'),
+      onHalt: (err) => opts.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 'sequencer stopped: this core takes no more writes'),
     });
   }
 
+  /**
+   * Marks the start of this primary's epoch in the log (Raft's no-op). Resolves once committed;
+   * until then nothing else this primary sequences can commit either (one batch in flight).
+   */
+  async startEpoch(): Promise<void> {
+    // An empty log needs no marker: its first entry carries the epoch.
+    if (this.log.lastSeq() === 0 || this.log.lastEpoch() >= this.epoch) return;
+    await this.sequencer.submit([
+      { clientId: `epoch-${this.epoch}`, command: { type: 'epoch_start', epoch: this.epoch, node: this.opts.nodeName ?? 'core' } },
+    ]);
+  }
+
+  get machine() {
+    return this.hashed.machine;
+  }
+
   get seq(): Seq {
-    return this.durableSeq;
+    return this.committedSeq;
   }
 
   get stateHash(): string {
@@ -94,16 +122,22 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch] }> {
   }
 
   private committed(batch: CommittedBatch): void {
-    this.durableSeq = batch.lastSeq;
-    for (const id of batch.effects.accounts) this.hasher.update(this.machine.account(id)!);
-    this.hash = this.hasher.hash(batch.lastSeq);
+    this.committedSeq = batch.lastSeq;
+    this.hash = batch.entries[batch.entries.length - 1]!.stateHash;
     const last = batch.entries[batch.entries.length - 1]!;
-    this.publisher.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs);
+    this.publisher.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch);
     this.emit('committed', batch);
   }
 
-  close(): void {
+  /** Stops sequencing and publishing; the log stays open (the node may rejoin as standby). */
+  stop(reason: string): void {
+    this.sequencer.stop(reason);
     this.publisher.destroy();
+  }
+
+  /** Stops and closes the log. */
+  close(): void {
+    this.stop('closed');
     this.log.close();
   }
 }

@@ -1,13 +1,17 @@
 // The sequencer: the single writer. It queues submissions, assigns gap-free seqs, applies each
 // command to the state machine, group-commits the batch to the command log (one transaction, one
-// fsync), and only then resolves the callers. Invariants: only this class assigns seq, and asserts
-// seq === last + 1; nothing is acknowledged before it is durable; a client id is applied at most
-// once (a retry gets the stored result); the queue is bounded (a full queue is OverloadedError,
-// answered 429). If the log write fails after the state machine applied the batch, memory is
-// ahead of disk: the sequencer halts for good and refuses everything (restart replays the log).
+// fsync), waits until the batch is replicated (the standby's ack, in synchronous mode), and only
+// then publishes and resolves the callers. Invariants: only this class assigns seq, and asserts
+// seq === last + 1; one batch is in flight at a time, so the state machine is never ahead of the
+// batch being published; nothing is acknowledged or published before it is committed; a client id
+// is applied at most once (a retry gets the stored result); the queue is bounded (a full queue is
+// OverloadedError, answered 429). If the log write fails after the state machine applied the
+// batch, memory is ahead of disk: the sequencer halts for good (restart replays the log). If
+// replication reports that this node was fenced, it halts too: its unreplicated tail may be
+// truncated when it rejoins as a standby.
 import { assert } from '../domain/assert.js';
 import { canonicalJson } from '../domain/canonical.js';
-import type { StateMachine } from '../domain/state-machine.js';
+import type { HashedMachine } from './hashed-machine.js';
 import type { Command, Effects, Result, Seq } from '../domain/types.js';
 import type { CommandLog, LogEntry } from '../log/command-log.js';
 
@@ -51,7 +55,14 @@ interface Pending {
 
 export interface SequencerOptions {
   log: CommandLog;
-  machine: StateMachine;
+  machine: HashedMachine;
+  /** Epoch stamped on every entry: this primary's epoch. */
+  epoch: number;
+  /**
+   * Resolves once `entries` (already durable locally) may be acknowledged and published: at once
+   * for a solo primary, on the standby's ack in synchronous mode. Rejecting halts the sequencer.
+   */
+  replicate?: (entries: readonly LogEntry[]) => Promise<void>;
   clock?: Clock;
   maxQueue: number;
   maxBatch: number;
@@ -65,6 +76,7 @@ export class Sequencer {
   /** Client ids queued or in the batch being written, so a concurrent retry joins the first. */
   private readonly inFlight = new Map<string, Pending>();
   private scheduled = false;
+  private busy = false;
   private halted: unknown = null;
   private lastTsMs = 0;
   private readonly clock: Clock;
@@ -91,7 +103,10 @@ export class Sequencer {
    * duplicate/conflict. Throws OverloadedError before queueing anything if they don't all fit.
    */
   submit(submissions: readonly Submission[]): Promise<Outcome[]> {
-    if (this.halted !== null) return Promise.reject(new HaltedError('sequencer halted after a log failure'));
+    if (this.halted !== null) {
+      const why = this.halted instanceof Error ? this.halted.message : String(this.halted);
+      return Promise.reject(new HaltedError(`sequencer halted: ${why}`));
+    }
     if (this.queue.length + submissions.length > this.opts.maxQueue) {
       return Promise.reject(new OverloadedError(this.queue.length, this.opts.maxQueue));
     }
@@ -100,13 +115,8 @@ export class Sequencer {
 
   private submitOne(submission: Submission): Promise<Outcome> {
     const canonical = canonicalJson(submission.command);
-    const stored = this.opts.log.findByClientId(submission.clientId);
-    if (stored !== undefined) {
-      if (canonicalJson(stored.command) !== canonical) {
-        return Promise.resolve({ kind: 'conflict', clientId: submission.clientId, seq: stored.seq });
-      }
-      return Promise.resolve({ kind: 'duplicate', clientId: stored.clientId, seq: stored.seq, tsMs: stored.tsMs, result: stored.result });
-    }
+    // In flight first: an entry can be in the log but not yet replicated, and must not be
+    // acknowledged (as a duplicate) before it is committed.
     const pending = this.inFlight.get(submission.clientId);
     if (pending !== undefined) {
       if (pending.canonical !== canonical) return Promise.resolve({ kind: 'conflict', clientId: submission.clientId, seq: null });
@@ -114,6 +124,13 @@ export class Sequencer {
       return new Promise((resolve, reject) =>
         pending.waiters.push({ resolve: (o) => resolve(o.kind === 'committed' ? { ...o, kind: 'duplicate' } : o), reject }),
       );
+    }
+    const stored = this.opts.log.findByClientId(submission.clientId);
+    if (stored !== undefined) {
+      if (canonicalJson(stored.command) !== canonical) {
+        return Promise.resolve({ kind: 'conflict', clientId: submission.clientId, seq: stored.seq });
+      }
+      return Promise.resolve({ kind: 'duplicate', clientId: stored.clientId, seq: stored.seq, tsMs: stored.tsMs, result: stored.result });
     }
     return new Promise((resolve, reject) => {
       const p: Pending = { submission, canonical, waiters: [{ resolve, reject }] };
@@ -129,12 +146,13 @@ export class Sequencer {
     // setImmediate lets every request that arrived during the previous fsync join this batch.
     setImmediate(() => {
       this.scheduled = false;
-      this.flush();
+      void this.flush();
     });
   }
 
-  private flush(): void {
-    if (this.halted !== null || this.queue.length === 0) return;
+  private async flush(): Promise<void> {
+    if (this.busy || this.halted !== null || this.queue.length === 0) return;
+    this.busy = true;
     const batch = this.queue.splice(0, this.opts.maxBatch);
     const { machine, log } = this.opts;
     const entries: LogEntry[] = [];
@@ -144,12 +162,14 @@ export class Sequencer {
         // Wall clocks can step back; the log's timestamps never do.
         const tsMs = Math.max(this.clock.nowMs(), this.lastTsMs);
         this.lastTsMs = tsMs;
-        const result = machine.apply({ seq, tsMs, command: p.submission.command });
+        const { result, stateHash } = machine.apply({ seq, tsMs, command: p.submission.command });
         assert(machine.lastSeq === seq, `state machine did not advance to seq ${seq}`);
-        entries.push({ seq, clientId: p.submission.clientId, tsMs, command: p.submission.command, result });
+        entries.push({ epoch: this.opts.epoch, seq, clientId: p.submission.clientId, tsMs, command: p.submission.command, result, stateHash });
       }
       log.appendBatch(entries);
+      if (this.opts.replicate) await this.opts.replicate(entries);
     } catch (err) {
+      this.busy = false;
       this.halt(err, batch);
       return;
     }
@@ -167,7 +187,13 @@ export class Sequencer {
       const outcome: Outcome = { kind: 'committed', clientId: e.clientId, seq: e.seq, tsMs: e.tsMs, result: e.result };
       for (const w of p.waiters) w.resolve(outcome);
     });
+    this.busy = false;
     if (this.queue.length > 0) this.schedule();
+  }
+
+  /** Stops taking writes (this node is no longer primary); queued callers get HaltedError. */
+  stop(reason: string): void {
+    if (this.halted === null) this.halt(new HaltedError(reason), []);
   }
 
   private halt(err: unknown, batch: Pending[]): void {

@@ -256,6 +256,8 @@ export class StateMachine {
         return this.placeOrder(env, c);
       case 'cancel_order':
         return this.cancelOrder(c.account, c.orderId);
+      case 'epoch_start':
+        return { status: 'accepted' };
       default: {
         const never: never = c;
         assert(false, `unknown command type ${(never as { type?: unknown }).type}`);

@@ -47,7 +47,12 @@ export type Command =
       qty: QtyLots;
       tif: TimeInForce;
     }
-  | { type: 'cancel_order'; account: AccountId; orderId: OrderId };
+  | { type: 'cancel_order'; account: AccountId; orderId: OrderId }
+  /**
+   * Written by a core when it becomes primary for `epoch` (never accepted from clients): marks in
+   * the log where each epoch starts, like Raft's no-op at the start of a term. Changes no state.
+   */
+  | { type: 'epoch_start'; epoch: number; node: string };
 
 export type CommandType = Command['type'];
 

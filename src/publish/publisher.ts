@@ -50,19 +50,19 @@ export class Publisher {
   }
 
   /** Writes the machine's whole current state (start of a generation). */
-  publishAll(stateHash: string, tsMs: number): void {
+  publishAll(stateHash: string, tsMs: number, epoch: number): void {
     const m = this.opts.machine;
     const effects: Effects = { accounts: new Set(m.accountIds()), markets: new Set(m.marketSymbols()), trades: [] };
-    this.write(m.lastSeq, effects, stateHash, tsMs, true);
+    this.write(m.lastSeq, effects, stateHash, tsMs, epoch, true);
   }
 
   /** Mirrors one durable commit batch. */
-  publishBatch(lastSeq: number, effects: Effects, stateHash: string, tsMs: number): void {
+  publishBatch(lastSeq: number, effects: Effects, stateHash: string, tsMs: number, epoch: number): void {
     assert(lastSeq > this.publishedSeq, `publish out of order: ${lastSeq} after ${this.publishedSeq}`);
-    this.write(lastSeq, effects, stateHash, tsMs, false);
+    this.write(lastSeq, effects, stateHash, tsMs, epoch, false);
   }
 
-  private write(seq: number, effects: Effects, stateHash: string, tsMs: number, all: boolean): void {
+  private write(seq: number, effects: Effects, stateHash: string, tsMs: number, epoch: number, all: boolean): void {
     const { machine, layout } = this.opts;
     const changed = new Map<string, Array<() => void>>();
     const at = (name: string, fn: () => void) => {
@@ -124,6 +124,7 @@ export class Publisher {
       m.set('stateHash', stateHash);
       m.set('tsMs', tsMs);
       m.set('generation', this.generation);
+      if (m.get('epoch') !== epoch) m.set('epoch', epoch);
       m.set('accounts', machine.accountCount());
       stamp(meta);
     }, this.origin);

@@ -1,7 +1,7 @@
 // Covers the Sequencer: group commit (gap-free seqs, batching, maxBatch, ack only after the log append), log-failure halting, in-flight idempotency and monotonic timestamps.
 import { describe, expect, it } from 'vitest';
 import { HaltedError, OverloadedError, Sequencer, type Clock, type CommittedBatch, type Outcome } from '../../src/core/sequencer.js';
-import { StateMachine } from '../../src/domain/state-machine.js';
+import { HashedMachine } from '../../src/core/hashed-machine.js';
 import type { LogEntry } from '../../src/log/command-log.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import { cmd, makeCore, testConfig, within } from './helpers.js';
@@ -20,12 +20,14 @@ class RecordingLog extends MemoryCommandLog {
 
 function setup(opts: { maxBatch?: number; maxQueue?: number; clock?: Clock; onCommitted?: (b: CommittedBatch) => void } = {}) {
   const log = new RecordingLog();
-  const machine = new StateMachine(testConfig());
+  const hashed = new HashedMachine(testConfig());
+  const machine = hashed.machine;
   const committed: CommittedBatch[] = [];
   const halts: unknown[] = [];
   const sequencer = new Sequencer({
     log,
-    machine,
+    machine: hashed,
+    epoch: 1,
     maxBatch: opts.maxBatch ?? 64,
     maxQueue: opts.maxQueue ?? 1000,
     ...(opts.clock ? { clock: opts.clock } : {}),

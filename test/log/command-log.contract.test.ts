@@ -10,11 +10,13 @@ import type { Seq } from '../../src/domain/types.js';
 
 function entry(seq: number, clientId = `c${seq}`): LogEntry {
   return {
+    epoch: seq < 50 ? 1 : 2,
     seq: seq as Seq,
     clientId,
     tsMs: 1_700_000_000_000 + seq,
     command: { type: 'deposit', account: 'alice', amount: 100 } as LogEntry['command'],
     result: { status: 'accepted', collateral: 100 * seq } as LogEntry['result'],
+    stateHash: `h${seq}`,
   };
 }
 
@@ -66,6 +68,34 @@ describe.each(impls)('CommandLog contract: %s', (_name, make) => {
     expect(log.findByClientId('k3')).toBeUndefined();
     log.appendBatch([entry(3, 'k3')]);
     expect(log.lastSeq()).toBe(3);
+    log.close();
+  });
+
+  it('tracks epochs: epochEnd finds where another lineage diverges, truncateAfter drops the tail', () => {
+    const log = make();
+    expect(log.lastEpoch()).toBe(0);
+    log.appendBatch(Array.from({ length: 60 }, (_, i) => entry(i + 1)));
+    expect(log.lastEpoch()).toBe(2);
+    expect(log.entryAt(49)?.epoch).toBe(1);
+    expect(log.epochEnd(1)).toBe(49);
+    expect(log.epochEnd(2)).toBe(60);
+    expect(log.epochEnd(7)).toBe(60);
+    expect(() => log.appendBatch([{ ...entry(61), epoch: 1 }])).toThrow(/epoch/);
+    expect(log.truncateAfter(55)).toBe(5);
+    expect(log.lastSeq()).toBe(55);
+    expect(log.findByClientId('c56')).toBeUndefined();
+    expect(log.entryAt(56)).toBeUndefined();
+    log.appendBatch([{ ...entry(56), clientId: 'c56-new' }]);
+    expect(log.entryAt(56)?.clientId).toBe('c56-new');
+    log.close();
+  });
+
+  it('persists the current epoch and never lets it go back', () => {
+    const log = make();
+    expect(log.currentEpoch()).toBe(0);
+    log.setCurrentEpoch(3);
+    expect(log.currentEpoch()).toBe(3);
+    expect(() => log.setCurrentEpoch(2)).toThrow(/go back/);
     log.close();
   });
 
