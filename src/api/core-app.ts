@@ -7,20 +7,33 @@ import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';
 import type { Core } from '../core/core.js';
 import { HaltedError, OverloadedError, type Outcome, type Submission } from '../core/sequencer.js';
-import type { Command } from '../domain/types.js';
-import { docNames } from '../publish/layout.js';
+import type { Command, DomainConfig } from '../domain/types.js';
+import { docNames, type Layout } from '../publish/layout.js';
 import { REJECT_HTTP, errorBody, requestError } from './errors.js';
 import { mountReadRoutes, type ReadLimits, type ReadModel, type ReadScope } from './read-routes.js';
 import { commandSchemas, describeIssues, type CommandInput } from './schemas.js';
 
 export interface CoreAppOptions {
-  core: Core;
+  /** The current primary engine, or null while this node is not primary. */
+  core: Core | (() => Core | null);
+  domain: DomainConfig;
+  layout: Layout;
+  bookDepth: number;
   region: string;
-  role: 'primary';
+  /** Role, epoch, replication state: merged into /v1/status and /v1/sync/info. */
+  describe?: () => { role: string; epoch: number; seq: number; stateHash: string; [k: string]: unknown };
+  /** A write not committed within this answers 503 commit_timeout. */
+  commitTimeoutMs?: number;
   maxBodyBytes: number;
   maxCommandsPerRequest: number;
   readLimits: ReadLimits;
   logger?: Logger;
+}
+
+class CommitTimeoutError extends Error {
+  constructor(timeoutMs: number) {
+    super(`not committed within ${timeoutMs} ms (standby unreachable?); the outcome is unknown: retry with the same clientId`);
+  }
 }
 
 function toSubmission(input: CommandInput): Submission {
@@ -35,45 +48,65 @@ function outcomeBody(o: Outcome) {
   return { clientId: o.clientId, seq: o.seq, tsMs: o.tsMs, duplicate: o.kind === 'duplicate', result: o.result };
 }
 
-export function coreReadModel(core: Core, region: string): ReadModel {
-  const markets = new Set(core.machine.marketSymbols());
+/** Reads answered from the primary's authoritative state (routes refuse them on a non-primary). */
+export function coreReadModel(getCore: () => Core | null, region: string, markets: ReadonlySet<string>, bookDepth: number): ReadModel {
+  const core = () => {
+    const c = getCore();
+    if (!c) throw new Error('not primary'); // unreachable: the route middleware answers 503 first
+    return c;
+  };
   return {
     region,
-    generation: () => core.publisher.generation,
-    seqFor: () => core.seq,
+    generation: () => getCore()?.publisher.generation ?? null,
+    seqFor: () => getCore()?.seq ?? 0,
     waitFor: (_scope: ReadScope, minSeq, timeoutMs) =>
       new Promise((resolve) => {
-        if (core.seq >= minSeq) return resolve(true);
+        const c = core();
+        if (c.seq >= minSeq) return resolve(true);
         const onCommit = () => {
-          if (core.seq >= minSeq) done(true);
+          if (c.seq >= minSeq) done(true);
         };
         const timer = setTimeout(() => done(false), timeoutMs);
         const done = (ok: boolean) => {
           clearTimeout(timer);
-          core.off('committed', onCommit);
+          c.off('committed', onCommit);
           resolve(ok);
         };
-        core.on('committed', onCommit);
+        c.on('committed', onCommit);
       }),
-    account: (id) => core.machine.account(id),
+    account: (id) => core().machine.account(id),
     hasMarket: (symbol) => markets.has(symbol),
-    book: (symbol) => core.machine.book(symbol, core.opts.bookDepth),
+    book: (symbol) => core().machine.book(symbol, bookDepth),
     trades: () => [], // trades live in the published market docs; the core keeps no history in memory
-    status: () => ({
-      role: 'primary',
-      stateHash: core.stateHash,
-      queueDepth: core.sequencer.queueDepth,
-      halted: core.sequencer.isHalted,
-      accounts: core.machine.accountCount(),
-      uptimeMs: Date.now() - core.startedAtMs,
-    }),
+    status: () => {
+      const c = core();
+      return {
+        role: 'primary',
+        epoch: c.epoch,
+        stateHash: c.stateHash,
+        queueDepth: c.sequencer.queueDepth,
+        halted: c.sequencer.isHalted,
+        accounts: c.machine.accountCount(),
+        uptimeMs: Date.now() - c.startedAtMs,
+      };
+    },
   };
 }
 
 export function createCoreApp(opts: CoreAppOptions): Hono {
-  const { core } = opts;
+  const getCore = typeof opts.core === 'function' ? opts.core : ((c: Core) => () => c)(opts.core);
   const app = new Hono();
-  const { command: commandSchema, batch: batchSchema } = commandSchemas(core.opts.domain, opts.maxCommandsPerRequest);
+  const { command: commandSchema, batch: batchSchema } = commandSchemas(opts.domain, opts.maxCommandsPerRequest);
+  const describe = () =>
+    opts.describe?.() ?? (() => {
+      const c = getCore();
+      return { role: c ? 'primary' : 'none', epoch: c?.epoch ?? 0, seq: c?.seq ?? 0, stateHash: c?.stateHash ?? '' };
+    })();
+  const notPrimary = (c: Context) => {
+    const d = describe();
+    c.header('retry-after', '1');
+    return requestError(c, 'not_primary', `this core node is ${d.role}; send writes and reads to the primary`, { role: d.role, epoch: d.epoch });
+  };
 
   app.post(
     '/v1/commands',
@@ -105,16 +138,31 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
         if (ids.has(i.clientId)) return requestError(c, 'duplicate_client_id_in_batch', `clientId ${i.clientId} appears twice`);
         ids.add(i.clientId);
       }
+      const core = getCore();
+      if (!core) return notPrimary(c);
       let outcomes: Outcome[];
+      let timer: NodeJS.Timeout | undefined;
       try {
-        outcomes = await core.sequencer.submit(inputs.map(toSubmission));
+        const timeoutMs = opts.commitTimeoutMs ?? 30_000;
+        outcomes = await Promise.race([
+          core.sequencer.submit(inputs.map(toSubmission)),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new CommitTimeoutError(timeoutMs)), timeoutMs);
+          }),
+        ]);
       } catch (err) {
+        if (err instanceof CommitTimeoutError) {
+          c.header('retry-after', '1');
+          return requestError(c, 'commit_timeout', err.message);
+        }
         if (err instanceof OverloadedError) {
           c.header('retry-after', '1');
           return requestError(c, 'overloaded', err.message, { queued: err.queued, maxQueue: err.maxQueue });
         }
         if (err instanceof HaltedError) return requestError(c, 'halted', err.message);
         throw err;
+      } finally {
+        clearTimeout(timer);
       }
       c.header('x-statemirror-seq', String(core.seq));
       if (isBatch) return c.json({ results: outcomes.map(outcomeBody) });
@@ -124,18 +172,29 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
     },
   );
 
-  app.get('/v1/sync/info', (c) =>
-    c.json({ generation: core.publisher.generation, seq: core.publisher.seq, docs: docNames(core.opts.layout), role: opts.role }),
-  );
+  app.get('/v1/sync/info', (c) => {
+    const core = getCore();
+    const d = describe();
+    return c.json({ generation: core?.publisher.generation ?? null, seq: core?.publisher.seq ?? 0, epoch: d.epoch, docs: docNames(opts.layout), role: d.role });
+  });
+
+  // A standby (or a node still electing) answers status only: reads come from the primary.
+  app.get('/v1/status', async (c, next) => {
+    if (getCore()) return next();
+    c.header('x-statemirror-region', opts.region);
+    return c.json({ region: opts.region, generation: null, ...describe() });
+  });
+  app.use('/v1/accounts/*', async (c, next) => (getCore() ? next() : notPrimary(c)));
+  app.use('/v1/markets/*', async (c, next) => (getCore() ? next() : notPrimary(c)));
 
   // After a log failure the state machine is ahead of the log: never serve state a client was told failed.
   const refuseWhenHalted = async (c: Context, next: () => Promise<void>) => {
-    if (core.sequencer.isHalted) return requestError(c, 'halted', 'core halted after a log failure; restart it to replay the log');
+    if (getCore()?.sequencer.isHalted) return requestError(c, 'halted', 'core halted; it takes no more writes (restart it, or it rejoins as standby)');
     await next();
   };
   app.use('/v1/accounts/*', refuseWhenHalted);
   app.use('/v1/markets/*', refuseWhenHalted);
-  mountReadRoutes(app, coreReadModel(core, opts.region), opts.readLimits);
+  mountReadRoutes(app, coreReadModel(getCore, opts.region, new Set(opts.layout.markets), opts.bookDepth), opts.readLimits);
   app.notFound((c) => requestError(c, 'not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c: Context) => {
     opts.logger?.error({ err }, 'unhandled error');

@@ -29,6 +29,8 @@ export type RequestErrorCode =
   | 'idempotency_conflict'
   | 'overloaded'
   | 'halted'
+  | 'not_primary'
+  | 'commit_timeout'
   | 'invalid_query'
   | 'invalid_account_id'
   | 'unknown_account'
@@ -47,6 +49,8 @@ export const REQUEST_ERROR_HTTP: Record<RequestErrorCode, ContentfulStatusCode> 
   idempotency_conflict: 409,
   overloaded: 429,
   halted: 503,
+  not_primary: 503,
+  commit_timeout: 503,
   invalid_query: 400,
   invalid_account_id: 400,
   unknown_account: 404,

@@ -1,7 +1,8 @@
 // Binds a hono app (and optionally read-only y-websocket rooms) to a real TCP port. Port 0 picks a
 // free port; the bound port is returned so tests and `up` can wire proxies to it.
 import { createAdaptorServer } from '@hono/node-server';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { Hono } from 'hono';
 import type { SyncServer } from '../publish/sync-server.js';
@@ -14,13 +15,24 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function listen(app: Hono, host: string, port: number, opts: { sync?: SyncServer; maxConnections?: number } = {}): Promise<RunningServer> {
+export interface UpgradeHandler {
+  /** Returns false when the path isn't this handler's. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+}
+
+export async function listen(
+  app: Hono,
+  host: string,
+  port: number,
+  opts: { sync?: SyncServer; upgrades?: () => UpgradeHandler[]; maxConnections?: number } = {},
+): Promise<RunningServer> {
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
   if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections;
   // Keep-alive sockets would hold close() open; reads are short requests.
   server.keepAliveTimeout = 5000;
   server.on('upgrade', (req, socket, head) => {
-    if (!opts.sync?.handleUpgrade(req, socket, head)) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    const handlers: UpgradeHandler[] = [...(opts.upgrades?.() ?? []), ...(opts.sync ? [opts.sync] : [])];
+    if (!handlers.some((h) => h.handleUpgrade(req, socket, head))) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

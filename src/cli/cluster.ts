@@ -1,26 +1,26 @@
-// Wires a whole local cluster from a Config: the core, then every region in upstream order, each
-// behind a LinkProxy that applies its configured link (latency, jitter, loss) to every byte it
-// pulls from upstream. Invariant: a region's upstream is started before the region, so every
+// Wires a whole local cluster from a Config: the core nodes (primary + standby), then every region
+// in upstream order, each behind LinkProxies that apply its configured link (latency, jitter,
+// loss) to every byte it pulls from upstream — one proxy per upstream candidate (each core node,
+// or the relay region). Invariant: a region's upstream is started before the region, so every
 // proxy has a live target address.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { linkFor, type Config, type RegionConfig } from '../config/schema.js';
-import { startCoreNode, type CoreNode } from '../core/core-node.js';
+import { CoreNode } from '../core/core-node.js';
 import { LinkProxy, mixSeed } from '../net/index.js';
 import { ReadNode } from '../replica/read-node.js';
 
 export interface RegionNode {
   config: RegionConfig;
   node: ReadNode;
-  proxy: LinkProxy;
+  proxies: LinkProxy[];
   url: string;
   close(): Promise<void>;
 }
 
 export interface RegionStartOptions {
-  /** host:port the region's upstream listens on. */
-  upstreamHost: string;
-  upstreamPort: number;
+  /** Where the region's upstream candidates listen (each core node, or the relay region). */
+  upstreams: Array<{ host: string; port: number }>;
   /** Override the configured port (tests use 0). */
   port?: number;
   /** Override the data dir; null for an in-memory node. */
@@ -30,22 +30,31 @@ export interface RegionStartOptions {
   discoveryIntervalMs?: number;
 }
 
-/** Starts one region: its inbound link proxy and its read node. */
+/** Starts one region: its inbound link proxies and its read node. */
 export async function startRegion(config: Config, region: RegionConfig, opts: RegionStartOptions): Promise<RegionNode> {
   const link = linkFor(config, region);
-  const proxy = new LinkProxy({
-    name: `${region.upstream}->${region.name}`,
-    targetHost: opts.upstreamHost,
-    targetPort: opts.upstreamPort,
-    link: { latencyMs: link.latencyMs, jitterMs: link.jitterMs, lossPct: link.lossPct },
-    seed: opts.seed ?? mixSeed(0x5eed, config.regions.indexOf(region)),
-    ...(opts.logger ? { logger: opts.logger } : {}),
-  });
-  const { host, port } = await proxy.start();
+  const proxies: LinkProxy[] = [];
+  try {
+    for (const [i, up] of opts.upstreams.entries()) {
+      const proxy = new LinkProxy({
+        name: `${region.upstream}${opts.upstreams.length > 1 ? `#${i}` : ''}->${region.name}`,
+        targetHost: up.host,
+        targetPort: up.port,
+        link: { latencyMs: link.latencyMs, jitterMs: link.jitterMs, lossPct: link.lossPct },
+        seed: opts.seed ?? mixSeed(0x5eed, config.regions.indexOf(region) * 8 + i),
+        ...(opts.logger ? { logger: opts.logger } : {}),
+      });
+      proxies.push(proxy);
+      await proxy.start();
+    }
+  } catch (err) {
+    await Promise.all(proxies.map((p) => p.stop()));
+    throw err;
+  }
   const dataDir = opts.dataDir === undefined ? (region.dataDir ?? join('data', region.name)) : opts.dataDir;
   const node = new ReadNode({
     region: region.name,
-    upstreamUrl: `http://${host}:${port}`,
+    upstreamUrls: proxies.map((p) => `http://127.0.0.1:${p.port}`),
     layout: { accountShards: config.publish.accountShards, markets: config.domain.markets.map((m) => m.symbol) },
     host: region.host,
     port: opts.port ?? region.port,
@@ -59,11 +68,11 @@ export async function startRegion(config: Config, region: RegionConfig, opts: Re
   return {
     config: region,
     node,
-    proxy,
+    proxies,
     url: node.url,
     async close() {
       await node.stop();
-      await proxy.stop();
+      await Promise.all(proxies.map((p) => p.stop()));
     },
   };
 }
@@ -84,17 +93,18 @@ export function upstreamOrder(config: Config): RegionConfig[] {
 }
 
 export interface Cluster {
-  core: CoreNode;
+  cores: CoreNode[];
   regions: Map<string, RegionNode>;
+  /** The core node that is primary now. */
+  primary(): CoreNode | undefined;
   close(): Promise<void>;
 }
 
 export interface ClusterOptions {
   /** Bind everything to port 0 (tests, benchmarks). */
   ephemeralPorts?: boolean;
-  /** Root for data dirs; null keeps read nodes in memory and puts the core log under coreDataDir. */
+  /** Root for data dirs (core nodes under <root>/<node>); null keeps read nodes in memory. */
   dataRoot?: string | null;
-  coreDataDir?: string;
   logger?: Logger;
   discoveryIntervalMs?: number;
   /** Wait this long for each region to sync before starting the next (0: don't wait). */
@@ -102,18 +112,33 @@ export interface ClusterOptions {
 }
 
 export async function startCluster(config: Config, opts: ClusterOptions = {}): Promise<Cluster> {
-  const core = await startCoreNode(config, {
-    ...(opts.ephemeralPorts ? { port: 0 } : {}),
-    ...(opts.coreDataDir ? { dataDir: opts.coreDataDir } : opts.dataRoot ? { dataDir: join(opts.dataRoot, 'core') } : {}),
-    ...(opts.logger ? { logger: opts.logger } : {}),
-  });
+  const cores = config.core.nodes.map(
+    (n) =>
+      new CoreNode(config, {
+        nodeName: n.name,
+        ...(opts.ephemeralPorts ? { port: 0 } : {}),
+        ...(opts.dataRoot ? { dataDir: join(opts.dataRoot, n.name) } : {}),
+        ...(opts.logger ? { logger: opts.logger } : {}),
+      }),
+  );
+  // Bind every node first, so peers with ephemeral ports can be told each other's address.
+  await Promise.all(cores.map((c) => c.listen()));
+  if (cores.length === 2) {
+    cores[0]!.setPeerUrl(cores[1]!.url);
+    cores[1]!.setPeerUrl(cores[0]!.url);
+  }
+  await Promise.all(cores.map((c) => c.elect()));
   const regions = new Map<string, RegionNode>();
+  const close = async () => {
+    // Downstream first, so no region sees its upstream vanish mid-shutdown and starts reconnecting.
+    for (const r of [...regions.values()].reverse()) await r.close();
+    await Promise.all(cores.map((c) => c.close()));
+  };
   try {
     for (const region of upstreamOrder(config)) {
       const parent = regions.get(region.upstream);
       const started = await startRegion(config, region, {
-        upstreamHost: parent ? parent.config.host : core.server.host,
-        upstreamPort: parent ? parent.node.port : core.port,
+        upstreams: parent ? [{ host: parent.config.host, port: parent.node.port }] : cores.map((c) => ({ host: c.server.host, port: c.port })),
         ...(opts.ephemeralPorts ? { port: 0 } : {}),
         ...(opts.dataRoot !== undefined ? { dataDir: opts.dataRoot === null ? null : join(opts.dataRoot, region.name) } : {}),
         ...(opts.logger ? { logger: opts.logger } : {}),
@@ -124,17 +149,8 @@ export async function startCluster(config: Config, opts: ClusterOptions = {}): P
       if (opts.waitReadyMs !== 0) await started.node.ready(opts.waitReadyMs ?? 30_000);
     }
   } catch (err) {
-    for (const r of [...regions.values()].reverse()) await r.close();
-    await core.close();
+    await close();
     throw err;
   }
-  return {
-    core,
-    regions,
-    async close() {
-      // Downstream first, so no region sees its upstream vanish mid-shutdown and starts reconnecting.
-      for (const r of [...regions.values()].reverse()) await r.close();
-      await core.close();
-    },
-  };
+  return { cores, regions, primary: () => cores.find((c) => c.role === 'primary'), close };
 }

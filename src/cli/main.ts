@@ -5,14 +5,15 @@
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { loadConfig, pathLatencyMs, type Config } from '../config/schema.js';
-import { startCoreNode } from '../core/core-node.js';
+import { CoreNode } from '../core/core-node.js';
 import { startCluster, startRegion } from './cluster.js';
 
 const USAGE = `usage: statemirror <command> [options]
 
 commands:
   up                      start the core and every region's read node (npm start)
-  core                    start the core alone
+  core [--node NAME]      start one core node (primary or standby, decided with its peer)
+       [--force-primary]  become primary even if the peer can't be reached (it must be dead)
   replica --region NAME   start one region's read node (its upstream must be running)
 
 options:
@@ -50,6 +51,8 @@ async function main(argv: string[]): Promise<void> {
     options: {
       config: { type: 'string' },
       region: { type: 'string' },
+      node: { type: 'string' },
+      'force-primary': { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -63,16 +66,24 @@ async function main(argv: string[]): Promise<void> {
   const config: Config = loadConfig(values.config);
 
   if (command === 'core') {
-    const node = await startCoreNode(config, { logger });
-    logger.info({ url: node.url, seq: node.core.seq, generation: node.core.publisher.generation }, 'core listening');
+    const node = new CoreNode(config, {
+      ...(values.node ? { nodeName: values.node } : {}),
+      forcePrimary: values['force-primary'],
+      logger,
+    });
+    // Shutdown handlers first: a node waiting for its peer must still stop on Ctrl-C.
     onShutdown(() => node.close(), logger);
+    await node.listen();
+    logger.info({ node: node.name, url: node.url }, 'core node listening; deciding role');
+    await node.elect();
+    logger.info({ node: node.name, role: node.role, seq: node.log.lastSeq(), epoch: node.log.currentEpoch() }, 'core node ready');
     return;
   }
   if (command === 'replica') {
     const region = config.regions.find((r) => r.name === values.region);
     if (!region) throw new Error(`--region must be one of: ${config.regions.map((r) => r.name).join(', ')}`);
-    const upstream = region.upstream === 'core' ? config.core : config.regions.find((r) => r.name === region.upstream)!;
-    const node = await startRegion(config, region, { upstreamHost: upstream.host, upstreamPort: upstream.port, logger });
+    const upstreams = region.upstream === 'core' ? config.core.nodes : [config.regions.find((r) => r.name === region.upstream)!];
+    const node = await startRegion(config, region, { upstreams: upstreams.map((u) => ({ host: u.host, port: u.port })), logger });
     logger.info({ region: region.name, url: node.url, upstream: region.upstream }, 'read node listening');
     onShutdown(() => node.close(), logger);
     return;
@@ -80,15 +91,16 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'up') {
     const cluster = await startCluster(config, { logger });
     const rows = [
-      ['node', 'url', 'upstream', 'link one-way', 'core->node floor'],
-      ['core', cluster.core.url, '-', '-', '-'],
+      ['node', 'url', 'upstream', 'role / link one-way', 'core->node floor'],
+      ...cluster.cores.map((c) => [c.name, c.url, '-', c.role, '-']),
       ...[...cluster.regions.values()].map((r) => {
         const link = config.links.find((l) => l.from === r.config.upstream && l.to === r.config.name)!;
         return [r.config.name, r.url, r.config.upstream, `${link.latencyMs} ms ± ${link.jitterMs}`, `${pathLatencyMs(config, r.config)} ms`];
       }),
     ];
     process.stdout.write(`\nstatemirror is up (data under ./data). Ctrl-C stops it.\n\n${table(rows)}\n\n`);
-    process.stdout.write(`try:\n  curl -s -XPOST ${cluster.core.url}/v1/commands -H 'content-type: application/json' \\\n    -d '{"clientId":"d1","type":"deposit","account":"alice","amount":1000000}'\n`);
+    const primary = cluster.primary() ?? cluster.cores[0]!;
+    process.stdout.write(`try:\n  curl -s -XPOST ${primary.url}/v1/commands -H 'content-type: application/json' \\\n    -d '{"clientId":"d1","type":"deposit","account":"alice","amount":1000000}'\n`);
     const first = [...cluster.regions.values()].at(-1)!;
     process.stdout.write(`  curl -s '${first.url}/v1/accounts/alice?minSeq=1'\n\n`);
     onShutdown(() => cluster.close(), logger);

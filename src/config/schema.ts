@@ -18,9 +18,11 @@ export const LinkSchema = z.strictObject({
 
 export const ConfigSchema = z.strictObject({
   core: z.strictObject({
-    host: z.string().default('127.0.0.1'),
-    port: int(0, 65535).default(7700),
-    dataDir: z.string().default('data/core'),
+    /** One node runs alone; two run as primary + standby (the first bootstraps as primary). */
+    nodes: z
+      .array(z.strictObject({ name, host: z.string().default('127.0.0.1'), port: int(0, 65535), dataDir: z.string() }))
+      .min(1)
+      .max(2),
     maxBatch: int(1, 100_000).default(1024),
     maxQueue: int(1, 10_000_000).default(20_000),
     maxBodyBytes: int(256, 64 * 1024 * 1024).default(262_144),
@@ -38,6 +40,19 @@ export const ConfigSchema = z.strictObject({
       maxAccounts: int(1, 100_000_000),
     }),
   }),
+  replication: z
+    .strictObject({
+      /** sync: a write is acknowledged only after the standby stored it. async: lossy on failover. */
+      mode: z.enum(['sync', 'async']).default('sync'),
+      heartbeatMs: int(5, 10_000).default(100),
+      /** The standby promotes itself after this long without hearing from the primary. */
+      heartbeatTimeoutMs: int(20, 60_000).default(600),
+      /** A write not committed within this answers 503 commit_timeout (outcome unknown: retry it). */
+      commitTimeoutMs: int(10, 600_000).default(5000),
+      /** Shared by core nodes and read nodes; STATEMIRROR_CLUSTER_SECRET overrides it. */
+      clusterSecret: z.string().min(16).default('statemirror-dev-cluster-secret'),
+    })
+    .default({ mode: 'sync', heartbeatMs: 100, heartbeatTimeoutMs: 600, commitTimeoutMs: 5000, clusterSecret: 'statemirror-dev-cluster-secret' }),
   publish: z.strictObject({
     accountShards: int(1, 1024).default(16),
     bookDepth: int(1, 10_000).default(50),
@@ -83,8 +98,18 @@ export function parseConfig(raw: unknown): Config {
   const config = parsed.data;
   const problems: string[] = [];
   const names = new Set<string>();
+  const coreNames = new Set(config.core.nodes.map((n) => n.name));
+  if (coreNames.size !== config.core.nodes.length) problems.push('core.nodes: duplicate node name');
+  if (config.replication.heartbeatTimeoutMs < 3 * config.replication.heartbeatMs) {
+    problems.push('replication.heartbeatTimeoutMs must be at least 3 × heartbeatMs');
+  }
+  const envSecret = process.env.STATEMIRROR_CLUSTER_SECRET;
+  if (envSecret !== undefined) {
+    if (envSecret.length < 16) problems.push('STATEMIRROR_CLUSTER_SECRET must be at least 16 characters');
+    else config.replication.clusterSecret = envSecret;
+  }
   for (const r of config.regions) {
-    if (r.name === 'core') problems.push(`region name "core" is reserved`);
+    if (r.name === 'core' || coreNames.has(r.name)) problems.push(`region name "${r.name}" is reserved for the core`);
     if (names.has(r.name)) problems.push(`duplicate region ${r.name}`);
     names.add(r.name);
   }
@@ -155,7 +180,12 @@ export function loadConfig(path?: string): Config {
 }
 
 export const EMBEDDED_DEFAULTS = {
-  core: { host: '127.0.0.1', port: 7700, dataDir: 'data/core' },
+  core: {
+    nodes: [
+      { name: 'core-a', port: 7700, dataDir: 'data/core-a' },
+      { name: 'core-b', port: 7701, dataDir: 'data/core-b' },
+    ],
+  },
   domain: {
     markets: [{ symbol: 'BTC-USD' }, { symbol: 'ETH-USD' }, { symbol: 'SOL-USD' }],
     leverage: 10,

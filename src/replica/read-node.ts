@@ -28,8 +28,11 @@ import { ReplicaStore } from './store.js';
 
 export interface ReadNodeOptions {
   region: string;
-  /** http://host:port of the upstream's HTTP+sync endpoint (normally through a LinkProxy). */
-  upstreamUrl: string;
+  /**
+   * http://host:port of each upstream candidate (normally through a LinkProxy): both core nodes,
+   * or one relay region. The node follows the primary with the highest epoch among them.
+   */
+  upstreamUrls: string[];
   layout: Layout;
   host?: string;
   port?: number;
@@ -45,8 +48,10 @@ export interface ReadNodeOptions {
 const LOAD_ORIGIN = Symbol('load');
 
 interface SyncInfo {
-  generation: string;
+  generation: string | null;
   seq: number;
+  epoch?: number;
+  role: string;
   docs: string[];
 }
 
@@ -56,6 +61,8 @@ class Generation {
   readonly providers = new Map<string, WebsocketProvider>();
   private readonly synced = new Set<string>();
   private destroyed = false;
+
+  url: string | null = null;
 
   constructor(readonly id: string, names: readonly string[]) {
     for (const name of names) this.docs.set(name, new Y.Doc({ gc: true }));
@@ -79,6 +86,7 @@ class Generation {
 
   connect(upstreamUrl: string, onSynced: () => void, onGone: () => void): void {
     if (this.destroyed || this.connected) return;
+    this.url = upstreamUrl;
     // y-websocket registers one process 'exit' listener per provider: that is expected, not a leak.
     process.setMaxListeners(process.getMaxListeners() + this.docs.size);
     const wsBase = upstreamUrl.replace(/^http/, 'ws') + `/sync/${this.id}`;
@@ -132,6 +140,8 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
   private lastDiscoveryError: string | null = null;
   /** Upstream's seq at the last discovery poll (a lower bound of what exists). */
   private upstreamSeq = 0;
+  /** Highest primary epoch seen: a generation from a lower epoch is a fenced primary's, refused. */
+  private maxEpoch = 0;
 
   constructor(readonly opts: ReadNodeOptions) {
     super();
@@ -166,7 +176,7 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     app.get('/v1/sync/info', (c) => {
       const gen = this.current;
       if (gen === null) return requestError(c, 'seq_not_reached', 'read node has not synced any state yet', { seq: 0 });
-      return c.json({ generation: gen.id, seq: this.seqFor({ kind: 'all' }), docs: [...gen.docs.keys()], role: 'replica' });
+      return c.json({ generation: gen.id, seq: this.seqFor({ kind: 'all' }), epoch: this.maxEpoch, docs: [...gen.docs.keys()], role: 'replica' });
     });
     app.notFound((c) => requestError(c, 'not_found', `no route ${c.req.method} ${c.req.path}`));
     this.server = await listen(app, this.opts.host ?? '127.0.0.1', this.opts.port ?? 0, {
@@ -192,7 +202,9 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
         for (const u of updates) Y.applyUpdate(doc, u, LOAD_ORIGIN);
       }, LOAD_ORIGIN);
     }
-    this.opts.logger?.info({ region: this.region, generation: genId, seq: 0 }, 'loaded persisted docs');
+    const epoch = gen.meta.getMap(META).get('epoch');
+    if (typeof epoch === 'number') this.maxEpoch = epoch;
+    this.opts.logger?.info({ region: this.region, generation: genId, epoch }, 'loaded persisted docs');
     this.install(gen);
   }
 
@@ -225,16 +237,31 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     if (this.discovering || this.stopped) return;
     this.discovering = true;
     try {
-      const res = await fetch(`${this.opts.upstreamUrl}/v1/sync/info`, { signal: AbortSignal.timeout(3000) });
-      if (!res.ok) throw new Error(`upstream /v1/sync/info answered ${res.status}`);
-      const info = (await res.json()) as SyncInfo;
+      const answers = await Promise.allSettled(
+        this.opts.upstreamUrls.map(async (url) => {
+          const res = await fetch(`${url}/v1/sync/info`, { signal: AbortSignal.timeout(3000) });
+          if (!res.ok) throw new Error(`${url}/v1/sync/info answered ${res.status}`);
+          return { url, info: (await res.json()) as SyncInfo };
+        }),
+      );
       if (this.stopped) return;
-      this.lastDiscoveryError = null;
-      this.upstreamSeq = info.seq;
-      if (info.docs.join(',') !== this.names.join(',')) {
-        throw new Error(`upstream doc layout differs from this node's config (upstream: ${info.docs.length} docs)`);
+      const candidates = answers
+        .flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []))
+        .filter(({ info }) => info.generation !== null && (info.role === 'primary' || info.role === 'replica'));
+      if (candidates.length === 0) {
+        const reasons = answers.map((a) => (a.status === 'rejected' ? String((a.reason as Error)?.message ?? a.reason) : `${a.value.url}: ${a.value.info.role}`));
+        throw new Error(`no upstream serves a generation (${reasons.join('; ')})`);
       }
-      this.follow(info.generation);
+      const best = candidates.reduce((a, b) => ((b.info.epoch ?? 0) > (a.info.epoch ?? 0) ? b : a));
+      const epoch = best.info.epoch ?? 0;
+      if (epoch < this.maxEpoch) throw new Error(`upstream offers epoch ${epoch}, below epoch ${this.maxEpoch} already seen: fenced`);
+      if (best.info.docs.join(',') !== this.names.join(',')) {
+        throw new Error(`upstream doc layout differs from this node's config (upstream: ${best.info.docs.length} docs)`);
+      }
+      this.lastDiscoveryError = null;
+      this.upstreamSeq = best.info.seq;
+      this.maxEpoch = epoch;
+      this.follow(best.info.generation!, best.url);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       if (message !== this.lastDiscoveryError) this.opts.logger?.warn({ region: this.region, err: message }, 'upstream discovery failed');
@@ -244,10 +271,10 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     }
   }
 
-  private follow(generation: string): void {
+  private follow(generation: string, url: string): void {
     const cur = this.current;
     if (cur && cur.id === generation) {
-      if (!cur.connected) cur.connect(this.opts.upstreamUrl, () => this.advanced(), () => void this.discover());
+      if (!cur.connected) cur.connect(url, () => this.advanced(), () => void this.discover());
       if (this.next) {
         this.next.destroy();
         this.next = null;
@@ -263,7 +290,7 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     const gen = new Generation(generation, this.names);
     this.next = gen;
     gen.connect(
-      this.opts.upstreamUrl,
+      url,
       () => {
         if (this.next === gen && gen.allSynced) {
           this.next = null;
@@ -291,7 +318,7 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.off('swapped', on);
-        reject(new Error(`read node ${this.region} did not sync from ${this.opts.upstreamUrl} within ${timeoutMs} ms`));
+        reject(new Error(`read node ${this.region} did not sync from ${this.opts.upstreamUrls.join(' or ')} within ${timeoutMs} ms`));
       }, timeoutMs);
       const on = () => {
         clearTimeout(timer);
@@ -360,7 +387,8 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     const commitTsMs = meta?.get('tsMs');
     return {
       role: 'replica',
-      upstream: this.opts.upstreamUrl,
+      upstream: this.current?.url ?? null,
+      epoch: this.maxEpoch,
       upstreamError: this.lastDiscoveryError,
       stateHash: meta?.get('stateHash') ?? null,
       metaSeq: meta?.get('seq') ?? 0,

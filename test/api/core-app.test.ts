@@ -19,8 +19,10 @@ function setup(overrides: Parameters<typeof makeCore>[0] = {}): { core: Core; ap
   cores.push(core);
   const app = createCoreApp({
     core,
+    domain: core.opts.domain,
+    layout: core.opts.layout,
+    bookDepth: core.opts.bookDepth,
     region: 'core',
-    role: 'primary',
     maxBodyBytes: MAX_BODY_BYTES,
     maxCommandsPerRequest: MAX_COMMANDS,
     readLimits: { minSeqWaitMsDefault: 200, minSeqWaitMsMax: 1000 },

@@ -28,7 +28,7 @@ afterAll(async () => {
 
 describe('walking skeleton end to end', () => {
   it('replicates crossing orders to every region, readable with minSeq', async () => {
-    const core = cluster.core.url;
+    const core = cluster.cores[0]!.url;
     const setup = await post(`${core}/v1/commands`, {
       commands: [
         { clientId: 'dep-a', type: 'deposit', account: 'alice', amount: 1_000_000 },
@@ -84,7 +84,7 @@ describe('walking skeleton end to end', () => {
     const name = accountShardDoc(shardOf('mallory', config.publish.accountShards));
     for (const [i, base, emitter] of [
       [0, region.url, region.node],
-      [1, cluster.core.url, null],
+      [1, cluster.cores[0]!.url, null],
     ] as const) {
       const generation = (await get(`${base}/v1/sync/info`)).body.generation;
       const doc = new Y.Doc();
@@ -99,12 +99,12 @@ describe('walking skeleton end to end', () => {
       provider.destroy();
       doc.destroy();
       // A fresh reader of the same room never sees it, and neither does the HTTP view.
-      const probe = await post(`${cluster.core.url}/v1/commands`, { clientId: `probe-${i}`, type: 'deposit', account: 'probe', amount: 1 });
+      const probe = await post(`${cluster.cores[0]!.url}/v1/commands`, { clientId: `probe-${i}`, type: 'deposit', account: 'probe', amount: 1 });
       const read = await get(`${region.url}/v1/accounts/mallory?minSeq=${probe.body.seq}`);
       expect(read.status).toBe(404);
       expect(read.body.error.code).toBe('unknown_account');
     }
-    expect(cluster.core.sync.droppedClientMessages).toBeGreaterThan(0);
+    expect(cluster.cores[0]!.sync.droppedClientMessages).toBeGreaterThan(0);
   });
 
   it('a restarted read node serves its persisted copy before upstream is reachable', async () => {
@@ -115,7 +115,7 @@ describe('walking skeleton end to end', () => {
     // Point the copy at a closed port: it can only answer from disk.
     const copy = new ReadNode({
       region: 'near-copy',
-      upstreamUrl: 'http://127.0.0.1:1',
+      upstreamUrls: ['http://127.0.0.1:1'],
       layout: { accountShards: config.publish.accountShards, markets: ['BTC-USD', 'ETH-USD'] },
       dataDir: tempCopy(dataDir),
       readLimits: config.readNode,
@@ -132,25 +132,25 @@ describe('walking skeleton end to end', () => {
   });
 
   it('a core restart replays to the same hash, and regions follow the new generation', async () => {
-    const before = (await get(`${cluster.core.url}/v1/status`)).body;
-    const port = cluster.core.port;
+    const before = (await get(`${cluster.cores[0]!.url}/v1/status`)).body;
+    const port = cluster.cores[0]!.port;
     const near = cluster.regions.get('near')!.node;
     const far = cluster.regions.get('far')!.node;
-    await cluster.core.close();
-    cluster.core = await startCoreNode(config, { port, dataDir: join(dir, 'core') });
-    const after = (await get(`${cluster.core.url}/v1/status`)).body;
+    await cluster.cores[0]!.close();
+    cluster.cores[0] = await startCoreNode(config, { port, dataDir: join(dir, 'core-a') });
+    const after = (await get(`${cluster.cores[0]!.url}/v1/status`)).body;
     expect(after.seq).toBe(before.seq);
     expect(after.stateHash).toBe(before.stateHash);
     expect(after.generation).not.toBe(before.generation);
     await Promise.all(
       [near, far].map((n) => (n.generation() === after.generation ? null : waitForEvent(n, 'swapped', (g: string) => g === after.generation, 15_000))),
     );
-    const w = await post(`${cluster.core.url}/v1/commands`, { clientId: 'after-restart', type: 'deposit', account: 'bob', amount: 5 });
+    const w = await post(`${cluster.cores[0]!.url}/v1/commands`, { clientId: 'after-restart', type: 'deposit', account: 'bob', amount: 5 });
     expect(w.status).toBe(200);
     const bob = await get(`${cluster.regions.get('far')!.url}/v1/accounts/bob?minSeq=${w.body.seq}`);
     expect(bob.status).toBe(200);
     expect(bob.headers.get('x-statemirror-generation')).toBe(after.generation);
-    expect(bob.body.collateral).toBe((await get(`${cluster.core.url}/v1/accounts/bob`)).body.collateral);
+    expect(bob.body.collateral).toBe((await get(`${cluster.cores[0]!.url}/v1/accounts/bob`)).body.collateral);
   });
 });
 

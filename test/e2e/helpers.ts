@@ -6,9 +6,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, type Config } from '../../src/config/schema.js';
 
-export function testConfig(overrides: { links?: Array<{ from: string; to: string; latencyMs: number; jitterMs?: number }> } = {}): Config {
+export function testConfig(
+  overrides: { links?: Array<{ from: string; to: string; latencyMs: number; jitterMs?: number }>; coreNodes?: 1 | 2; replication?: Record<string, unknown> } = {},
+): Config {
+  const nodes = [
+    { name: 'core-a', host: '127.0.0.1', port: 0, dataDir: 'unused-a' },
+    { name: 'core-b', host: '127.0.0.1', port: 0, dataDir: 'unused-b' },
+  ].slice(0, overrides.coreNodes ?? 1);
   return parseConfig({
-    core: { host: '127.0.0.1', port: 0, dataDir: 'unused', maxBatch: 256, maxQueue: 10_000, maxBodyBytes: 65_536, maxCommandsPerRequest: 100 },
+    core: { nodes, maxBatch: 256, maxQueue: 10_000, maxBodyBytes: 65_536, maxCommandsPerRequest: 100 },
+    replication: { heartbeatMs: 50, heartbeatTimeoutMs: 400, commitTimeoutMs: 3000, ...overrides.replication },
     domain: {
       markets: [{ symbol: 'BTC-USD' }, { symbol: 'ETH-USD' }],
       leverage: 10,
