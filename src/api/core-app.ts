@@ -49,7 +49,13 @@ function outcomeBody(o: Outcome) {
 }
 
 /** Reads answered from the primary's authoritative state (routes refuse them on a non-primary). */
-export function coreReadModel(getCore: () => Core | null, region: string, markets: ReadonlySet<string>, bookDepth: number): ReadModel {
+export function coreReadModel(
+  getCore: () => Core | null,
+  region: string,
+  markets: ReadonlySet<string>,
+  bookDepth: number,
+  describe?: () => Record<string, unknown>,
+): ReadModel {
   const core = () => {
     const c = getCore();
     if (!c) throw new Error('not primary'); // unreachable: the route middleware answers 503 first
@@ -88,6 +94,7 @@ export function coreReadModel(getCore: () => Core | null, region: string, market
         halted: c.sequencer.isHalted,
         accounts: c.machine.accountCount(),
         uptimeMs: Date.now() - c.startedAtMs,
+        ...describe?.(),
       };
     },
   };
@@ -194,7 +201,7 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
   };
   app.use('/v1/accounts/*', refuseWhenHalted);
   app.use('/v1/markets/*', refuseWhenHalted);
-  mountReadRoutes(app, coreReadModel(getCore, opts.region, new Set(opts.layout.markets), opts.bookDepth), opts.readLimits);
+  mountReadRoutes(app, coreReadModel(getCore, opts.region, new Set(opts.layout.markets), opts.bookDepth, describe), opts.readLimits);
   app.notFound((c) => requestError(c, 'not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c: Context) => {
     opts.logger?.error({ err }, 'unhandled error');

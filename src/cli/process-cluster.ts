@@ -1,0 +1,119 @@
+// Runs core nodes as real OS processes (`statemirror core --node NAME`) for fault tests and the
+// failover benchmark: start, SIGKILL, restart, find the primary. Readiness is the node's own
+// "core node ready" log line, not a timer. Invariant: every child is killed by stopAll(), so a
+// failed test never leaks processes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'statemirror.js');
+
+/** A free TCP port on loopback (bound then released; fine for tests on one machine). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface NodeStatus {
+  role: string;
+  node: string;
+  epoch: number;
+  seq: number;
+  stateHash: string;
+  replication: { standby: string | null; standbyAckedSeq: number | null } | null;
+}
+
+export class CoreProcesses {
+  private readonly children = new Map<string, ChildProcess>();
+  readonly stderr = new Map<string, string>();
+
+  constructor(private readonly opts: { configPath: string; urls: Record<string, string>; logLevel?: string }) {}
+
+  url(name: string): string {
+    return this.opts.urls[name]!;
+  }
+
+  get names(): string[] {
+    return Object.keys(this.opts.urls);
+  }
+
+  /** Spawns a node and resolves once it logged that it is primary or standby. */
+  start(name: string, timeoutMs = 30_000): Promise<void> {
+    const child = spawn(process.execPath, [BIN, 'core', '--node', name, '--config', this.opts.configPath, '--log-level', this.opts.logLevel ?? 'info'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    this.children.set(name, child);
+    this.stderr.set(name, '');
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} not ready in ${timeoutMs} ms:\n${this.stderr.get(name)}`)), timeoutMs);
+      child.stderr!.setEncoding('utf8');
+      child.stderr!.on('data', (chunk: string) => {
+        // Keep the tail only: a long run must not grow this without bound.
+        this.stderr.set(name, (this.stderr.get(name)! + chunk).slice(-20_000));
+        if (chunk.includes('"msg":"core node ready"')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited (${code ?? signal}) before it was ready:\n${this.stderr.get(name)}`));
+      });
+    });
+  }
+
+  /** SIGKILL: no shutdown code runs, exactly like a machine dying. */
+  async kill(name: string): Promise<void> {
+    const child = this.children.get(name);
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    this.children.delete(name);
+  }
+
+  async status(name: string): Promise<NodeStatus | null> {
+    try {
+      const res = await fetch(`${this.url(name)}/v1/status`, { signal: AbortSignal.timeout(1000) });
+      return (await res.json()) as NodeStatus;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Polls until `pred` holds for some node's status (bounded). */
+  async waitFor(pred: (s: NodeStatus) => boolean, timeoutMs: number, what: string): Promise<NodeStatus> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      for (const name of this.names) {
+        if (!this.children.has(name)) continue;
+        const s = await this.status(name);
+        if (s && pred(s)) return s;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  }
+
+  /** Graceful stop (SIGTERM) of every running node. */
+  async stopAll(): Promise<void> {
+    await Promise.all(
+      [...this.children.entries()].map(async ([name, child]) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+        this.children.delete(name);
+      }),
+    );
+  }
+}
