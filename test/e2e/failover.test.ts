@@ -22,7 +22,8 @@ const waitRole = (node: CoreNode, role: CoreRole, timeoutMs = 10_000) =>
   node.role === role ? Promise.resolve() : waitForEvent(node, 'role', (r: CoreRole) => r === role, timeoutMs).then(() => undefined);
 
 /** Two core nodes whose peer links each cross a LinkProxy (so the test can partition them). */
-async function pair(dir: string) {
+async function pair(dir: string, cfg = config) {
+  const config = cfg;
   const a = new CoreNode(config, { nodeName: 'core-a', port: 0, dataDir: join(dir, 'core-a') });
   const b = new CoreNode(config, { nodeName: 'core-b', port: 0, dataDir: join(dir, 'core-b') });
   await a.listen();
@@ -109,6 +110,16 @@ describe('failover', () => {
     const dir = tempDir('sm-partition-');
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const nodes = await pair(dir);
+    const region = new ReadNode({
+      region: 'near',
+      upstreamUrls: [nodes.a.url, nodes.b.url],
+      layout: { accountShards: config.publish.accountShards, markets: ['BTC-USD', 'ETH-USD'] },
+      readLimits: config.readNode,
+      maxConnections: 64,
+      discoveryIntervalMs: 50,
+    });
+    await region.start();
+    cleanups.push(() => region.stop());
     const acked = new Map<string, number>();
     for (let i = 0; i < 5; i++) {
       const r = await post(`${nodes.a.url}/v1/commands`, { clientId: `pre-${i}`, type: 'deposit', account: 'alice', amount: 10 });
@@ -128,6 +139,12 @@ describe('failover', () => {
     const during = await post(`${nodes.b.url}/v1/commands`, { clientId: 'during', type: 'deposit', account: 'bob', amount: 5 });
     expect(during.status).toBe(200);
     acked.set('during', during.body.seq);
+    // Both still claim primary; the read node follows the higher epoch only, never the stale one.
+    expect((await get(`${nodes.a.url}/v1/sync/info`)).body).toMatchObject({ role: 'primary', epoch: 1 });
+    const bob = await get(`${region.url}/v1/accounts/bob?minSeq=${during.body.seq}`);
+    expect(bob.status).toBe(200);
+    expect(bob.headers.get('x-statemirror-generation')).toBe(nodes.b.core!.publisher.generation);
+    expect((await get(`${region.url}/v1/status`)).body.epoch).toBe(2);
 
     const fenced = waitRole(nodes.a, 'standby');
     nodes.toA.heal();
@@ -148,6 +165,20 @@ describe('failover', () => {
     // Retrying the stranded write now applies it exactly once, on the new primary.
     const retry = await post(`${nodes.b.url}/v1/commands`, { clientId: 'stranded', type: 'deposit', account: 'alice', amount: 999 });
     expect(retry.body.duplicate).toBe(false);
+  });
+
+  it('async mode acknowledges without the standby (documented as lossy on failover)', async () => {
+    const dir = tempDir('sm-async-');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const asyncConfig = testConfig({ coreNodes: 2, replication: { mode: 'async', heartbeatMs: 40, heartbeatTimeoutMs: 5000, commitTimeoutMs: 1500 } });
+    const nodes = await pair(dir, asyncConfig);
+    nodes.toA.partition('blackhole');
+    const w = await post(`${nodes.a.url}/v1/commands`, { clientId: 'async-1', type: 'deposit', account: 'alice', amount: 1 });
+    expect(w.status).toBe(200);
+    expect(nodes.b.log.findByClientId('async-1')).toBeUndefined();
+    nodes.toA.heal();
+    await waitForEvent(nodes.b.follower!, 'appended', (seq: number) => seq >= w.body.seq);
+    expect(nodes.b.log.findByClientId('async-1')?.seq).toBe(w.body.seq);
   });
 
   it('refuses a replication peer without the cluster secret', async () => {
