@@ -1,0 +1,395 @@
+// Failover benchmark: how long writes are unavailable when the primary core process dies.
+// Runs a primary + standby pair as real processes on loopback under a background write load,
+// SIGKILLs the primary at a seeded random moment, and measures kill → first accepted write on the
+// other node (plus kill → the other node reporting role "primary"), over many trials. A baseline
+// in the same run — kill and restart a single-node core — gives "cold restart" time on this
+// machine. How to read it: absolute milliseconds depend on the machine, so compare the ratio
+// failover/cold-restart between runs; and the standby waits heartbeatTimeoutMs by design before it
+// promotes, so failover can't beat that floor — what is above it is detection slack + promotion.
+// Reproduce the kill points with --seed. Report: stdout and bench/results/failover-<time>.md.
+//
+//   npm run bench:failover -- --trials 30 --seed 42 --heartbeat-ms 50 --timeout-ms 300
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { build, type Histogram } from 'hdr-histogram-js';
+import { CoreProcesses, freePort, type NodeStatus } from '../src/cli/process-cluster.js';
+import { EMBEDDED_DEFAULTS, parseConfig } from '../src/config/schema.js';
+import { mulberry32, type Rng } from '../src/net/prng.js';
+
+const USAGE = `usage: npm run bench:failover -- [options]
+  --trials N            failover trials (default 30)
+  --baseline-trials N   cold-restart baseline trials (default 5)
+  --seed N              PRNG seed for the kill moments (default: random, printed)
+  --heartbeat-ms N      replication.heartbeatMs (default 50)
+  --timeout-ms N        replication.heartbeatTimeoutMs (default 300)
+  --writers N           concurrent background writers (default 4)
+`;
+
+const LOAD_BEFORE_KILL_MS_MIN = 50;
+const LOAD_BEFORE_KILL_MS_MAX = 300;
+const PROBE_INTERVAL_MS = 2;
+const PROBE_ATTEMPT_TIMEOUT_MS = 250;
+const HEALTHY_TIMEOUT_MS = 20_000;
+
+/** What a core node's /v1/status carries beyond the harness's type (standby side). */
+type Status = NodeStatus & { caughtUp?: boolean };
+
+interface Options {
+  trials: number;
+  baselineTrials: number;
+  seed: number;
+  heartbeatMs: number;
+  heartbeatTimeoutMs: number;
+  writers: number;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      trials: { type: 'string', default: '30' },
+      'baseline-trials': { type: 'string', default: '5' },
+      seed: { type: 'string' },
+      'heartbeat-ms': { type: 'string', default: '50' },
+      'timeout-ms': { type: 'string', default: '300' },
+      writers: { type: 'string', default: '4' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  const int = (flag: string, raw: string, min: number, max: number): number => {
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      process.stderr.write(`--${flag}: expected an integer in [${min}, ${max}], got ${JSON.stringify(raw)}\n${USAGE}`);
+      process.exit(2);
+    }
+    return n;
+  };
+  return {
+    trials: int('trials', values.trials, 1, 10_000),
+    baselineTrials: int('baseline-trials', values['baseline-trials'], 1, 1000),
+    seed: values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : int('seed', values.seed, 0, 2 ** 32 - 1),
+    heartbeatMs: int('heartbeat-ms', values['heartbeat-ms'], 5, 10_000),
+    heartbeatTimeoutMs: int('timeout-ms', values['timeout-ms'], 20, 60_000),
+    writers: int('writers', values.writers, 0, 256),
+  };
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const postJson = (url: string, body: string, timeoutMs: number) =>
+  fetch(`${url}/v1/commands`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(timeoutMs) });
+
+/** Writes a config with free ports and data dirs under `dir`; one name = the single-node baseline. */
+async function writeConfig(dir: string, file: string, names: string[], opts: Options): Promise<CoreProcesses> {
+  const raw = structuredClone(EMBEDDED_DEFAULTS) as any;
+  raw.core.nodes = [];
+  for (const name of names) raw.core.nodes.push({ name, port: await freePort(), dataDir: join(dir, name) });
+  raw.replication = { mode: 'sync', heartbeatMs: opts.heartbeatMs, heartbeatTimeoutMs: opts.heartbeatTimeoutMs, commitTimeoutMs: 2000 };
+  const config = parseConfig(raw); // fails here, with the reason, on bad flags (e.g. timeout < 3 × heartbeat)
+  mkdirSync(dir, { recursive: true });
+  const configPath = join(dir, file);
+  writeFileSync(configPath, JSON.stringify(raw));
+  const urls = Object.fromEntries(config.core.nodes.map((n) => [n.name, `http://127.0.0.1:${n.port}`]));
+  return new CoreProcesses({ configPath, urls });
+}
+
+/**
+ * Background load: each writer deposits with its own unique clientIds and retries a command (same
+ * clientId) against the other node until it is acknowledged, like the fault test's clients.
+ * pause() holds writers before their next command (a command in flight is still retried to its
+ * ack); the failover trials pause while the killed node restarts and rejoins, which is not
+ * measured, because a restart under load on a small machine takes about twice as long.
+ */
+class WriterLoad {
+  acked = 0;
+  private stopped = false;
+  private readonly running: Promise<void>[];
+  private target: string;
+  private gate: { promise: Promise<void>; open: () => void } | null = null;
+
+  constructor(private readonly cluster: CoreProcesses, tag: string, writers: number) {
+    this.target = cluster.names[0]!;
+    this.running = Array.from({ length: writers }, (_, w) => this.writer(`${tag}-w${w}`, w));
+  }
+
+  private async writer(prefix: string, w: number): Promise<void> {
+    for (let i = 0; !this.stopped; i++) {
+      if (this.gate) await this.gate.promise;
+      if (this.stopped) return;
+      const body = JSON.stringify({ clientId: `${prefix}-${i}`, type: 'deposit', account: `acct-${(w * 7 + i) % 13}`, amount: 1 + (i % 50) });
+      for (;;) {
+        try {
+          const res = await postJson(this.cluster.url(this.target), body, 3000);
+          await res.arrayBuffer();
+          if (res.status === 200) {
+            this.acked++;
+            break;
+          }
+        } catch {
+          // refused / reset / timed out: the node died; switch.
+        }
+        if (this.stopped) return;
+        this.target = this.cluster.names.find((n) => n !== this.target) ?? this.target;
+        await sleep(10); // client retry backoff
+      }
+    }
+  }
+
+  pause(): void {
+    if (this.gate) return;
+    let open!: () => void;
+    const promise = new Promise<void>((r) => (open = r));
+    this.gate = { promise, open };
+  }
+
+  resume(): void {
+    this.gate?.open();
+    this.gate = null;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.resume();
+    await Promise.all(this.running);
+  }
+}
+
+/** Polls until some node is primary with `standbyName` (any, if null) attached and that standby caught up. */
+async function waitHealthy(cluster: CoreProcesses, what: string): Promise<string> {
+  const deadline = Date.now() + HEALTHY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    for (const name of cluster.names) {
+      const s = await cluster.status(name);
+      if (s?.role !== 'primary') continue;
+      if (cluster.names.length === 1) return name;
+      const standby = s.replication?.standby;
+      if (standby == null) continue;
+      const sb = (await cluster.status(standby)) as Status | null;
+      if (sb?.role === 'standby' && sb.caughtUp === true) return name;
+    }
+    await sleep(20);
+  }
+  throw new Error(`timed out after ${HEALTHY_TIMEOUT_MS} ms waiting for ${what}`);
+}
+
+/** Sends a fresh deposit to `url` every ~2 ms until one is accepted (HTTP 200); returns when it was. */
+async function firstAcceptedWrite(url: string, tag: string, deadlineMs: number): Promise<number> {
+  for (let i = 0; performance.now() < deadlineMs; i++) {
+    try {
+      const res = await postJson(url, JSON.stringify({ clientId: `${tag}-${i}`, type: 'deposit', account: 'probe', amount: 1 }), PROBE_ATTEMPT_TIMEOUT_MS);
+      const at = performance.now();
+      await res.arrayBuffer();
+      if (res.status === 200) return at;
+    } catch {
+      // not listening yet / timed out: try again
+    }
+    await sleep(PROBE_INTERVAL_MS);
+  }
+  throw new Error(`no write accepted by ${url} before the deadline`);
+}
+
+/** Polls `name`'s status every ~2 ms until it reports role primary; returns when it did. */
+async function promotionObserved(cluster: CoreProcesses, name: string, deadlineMs: number): Promise<number> {
+  while (performance.now() < deadlineMs) {
+    const s = await cluster.status(name);
+    if (s?.role === 'primary') return performance.now();
+    await sleep(PROBE_INTERVAL_MS);
+  }
+  throw new Error(`${name} not seen as primary before the deadline`);
+}
+
+const randomLoadMs = (rng: Rng) => LOAD_BEFORE_KILL_MS_MIN + Math.floor(rng() * (LOAD_BEFORE_KILL_MS_MAX - LOAD_BEFORE_KILL_MS_MIN + 1));
+
+const progress = (line: string, done = false) => {
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${line}${done ? '\n' : ''}`);
+  else process.stderr.write(`${line}\n`);
+};
+
+/** Microseconds, so hdr's integer buckets keep sub-millisecond resolution. */
+function histogram(): Histogram {
+  return build({ numberOfSignificantValueDigits: 5 });
+}
+const recordMs = (h: Histogram, ms: number) => h.recordValue(Math.max(1, Math.round(ms * 1000)));
+
+interface Summary {
+  n: number;
+  minMs: number;
+  medianMs: number;
+  p99Ms: number;
+  maxMs: number;
+}
+function summarize(h: Histogram): Summary {
+  const ms = (us: number) => us / 1000;
+  return { n: h.totalCount, minMs: ms(h.minNonZeroValue), medianMs: ms(h.getValueAtPercentile(50)), p99Ms: ms(h.getValueAtPercentile(99)), maxMs: ms(h.maxValue) };
+}
+
+// ---- lifecycle: every process is stopped and the temp dir removed on success, error, SIGINT ----
+
+const dir = mkdtempSync(join(tmpdir(), 'sm-bench-failover-'));
+const clusters: CoreProcesses[] = [];
+let cleaned: Promise<void> | null = null;
+let interrupted = false;
+function cleanup(): Promise<void> {
+  cleaned ??= (async () => {
+    await Promise.allSettled(clusters.map((c) => c.stopAll()));
+    rmSync(dir, { recursive: true, force: true });
+  })();
+  return cleaned;
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    interrupted = true;
+    progress(`${signal}: stopping core processes…`, true);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+// Last resort (e.g. process.exit elsewhere): stopAll sends its signals synchronously.
+process.once('exit', () => {
+  if (cleaned) return;
+  for (const c of clusters) void c.stopAll();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function coldRestartBaseline(opts: Options, rng: Rng): Promise<Histogram> {
+  const cluster = await writeConfig(join(dir, 'single'), 'config.json', ['solo'], opts);
+  clusters.push(cluster);
+  const h = histogram();
+  const name = 'solo';
+  await cluster.start(name);
+  const load = new WriterLoad(cluster, 'cold', opts.writers);
+  try {
+    for (let t = 1; t <= opts.baselineTrials; t++) {
+      progress(`cold-restart baseline ${t}/${opts.baselineTrials}`);
+      await waitHealthy(cluster, 'the single node as primary');
+      await sleep(randomLoadMs(rng));
+      const killed = cluster.kill(name); // the signal is sent synchronously; exit is awaited below
+      const t0 = performance.now();
+      await killed;
+      const started = cluster.start(name);
+      started.catch(() => {}); // awaited below; don't let an early rejection go unhandled
+      const accepted = await firstAcceptedWrite(cluster.url(name), `cold${t}`, t0 + 60_000);
+      await started;
+      recordMs(h, accepted - t0);
+    }
+  } finally {
+    await load.stop();
+  }
+  progress(`cold-restart baseline: ${opts.baselineTrials} trials done`, true);
+  await cluster.stopAll();
+  return h;
+}
+
+async function failoverTrials(opts: Options, rng: Rng): Promise<{ write: Histogram; promotion: Histogram; rawWriteMs: number[]; acked: number }> {
+  const cluster = await writeConfig(join(dir, 'pair'), 'config.json', ['core-a', 'core-b'], opts);
+  clusters.push(cluster);
+  const write = histogram();
+  const promotion = histogram();
+  const rawWriteMs: number[] = [];
+  await Promise.all(cluster.names.map((n) => cluster.start(n)));
+  const load = new WriterLoad(cluster, 'fo', opts.writers);
+  try {
+    for (let t = 1; t <= opts.trials; t++) {
+      const victim = await waitHealthy(cluster, 'a primary with its standby attached and caught up');
+      const other = cluster.names.find((n) => n !== victim)!;
+      load.resume();
+      await sleep(randomLoadMs(rng));
+      const killed = cluster.kill(victim); // the signal is sent synchronously; exit is awaited below
+      const t0 = performance.now();
+      const deadline = t0 + Math.max(10_000, 20 * opts.heartbeatTimeoutMs);
+      const [accepted, promoted] = await Promise.all([
+        firstAcceptedWrite(cluster.url(other), `probe${t}`, deadline),
+        promotionObserved(cluster, other, deadline),
+        killed,
+      ]);
+      const writeMs = accepted - t0;
+      recordMs(write, writeMs);
+      recordMs(promotion, promoted - t0);
+      rawWriteMs.push(writeMs);
+      progress(`trial ${t}/${opts.trials}  kill→first accepted write ${writeMs.toFixed(1)} ms`);
+      load.pause(); // not measured: see WriterLoad
+      await cluster.start(victim); // rejoins as standby; waitHealthy at the top of the next trial
+    }
+    await waitHealthy(cluster, 'the last killed node back as standby');
+  } finally {
+    await load.stop();
+  }
+  progress(`failover: ${opts.trials} trials done`, true);
+  const acked = load.acked;
+  await cluster.stopAll();
+  return { write, promotion, rawWriteMs, acked };
+}
+
+function report(opts: Options, r: Awaited<ReturnType<typeof failoverTrials>>, cold: Histogram, startedAt: Date, elapsedMs: number): string {
+  const fmt = (ms: number) => ms.toFixed(1);
+  const row = (label: string, s: Summary) => `| ${label} | ${s.n} | ${fmt(s.minMs)} | ${fmt(s.medianMs)} | ${fmt(s.p99Ms)} | ${fmt(s.maxMs)} |`;
+  const w = summarize(r.write);
+  const p = summarize(r.promotion);
+  const c = summarize(cold);
+  const cpu = cpus()[0]?.model.trim() ?? 'unknown';
+  const args = `--trials ${opts.trials} --baseline-trials ${opts.baselineTrials} --seed ${opts.seed} --heartbeat-ms ${opts.heartbeatMs} --timeout-ms ${opts.heartbeatTimeoutMs} --writers ${opts.writers}`;
+  return [
+    `# Failover benchmark — ${startedAt.toISOString()}`,
+    '',
+    '| measure (ms) | n | min | median | p99 | max |',
+    '|---|---:|---:|---:|---:|---:|',
+    row('kill → first accepted write on the new primary', w),
+    row('kill → promotion observed (status role primary)', p),
+    row('cold restart baseline: kill → restart → first accepted write (single node)', c),
+    '',
+    `- **failover median / cold-restart median = ${(w.medianMs / c.medianMs).toFixed(2)}×** (the cold restart is mostly process start-up, CPU-bound and noisy; failover is mostly the fixed heartbeat timeout, so this ratio still moves with machine speed and load — for regressions watch the excess over the timeout below)`,
+    `- failover median vs heartbeatTimeoutMs (the floor: the standby promotes only after hearing nothing that long, counted from the last heartbeat, so a kill lands ${opts.heartbeatTimeoutMs - opts.heartbeatMs}–${opts.heartbeatTimeoutMs} ms before promotion is due): ${fmt(w.medianMs)} ms = ${opts.heartbeatTimeoutMs} ms ${w.medianMs >= opts.heartbeatTimeoutMs ? '+' : '−'} ${fmt(Math.abs(w.medianMs - opts.heartbeatTimeoutMs))} ms (${(w.medianMs / opts.heartbeatTimeoutMs).toFixed(2)}× the timeout)`,
+    `- trials: ${opts.trials} failover, ${opts.baselineTrials} cold restart; seed ${opts.seed}; replication sync, heartbeatMs ${opts.heartbeatMs}, heartbeatTimeoutMs ${opts.heartbeatTimeoutMs}; ${opts.writers} background writers (${r.acked} writes acknowledged during failover trials; paused while the killed node rejoins); kill after ${LOAD_BEFORE_KILL_MS_MIN}–${LOAD_BEFORE_KILL_MS_MAX} ms of load; probe every ~${PROBE_INTERVAL_MS} ms, ${PROBE_ATTEMPT_TIMEOUT_MS} ms per attempt`,
+    `- node ${process.version}, ${availableParallelism()} CPUs (${cpu}), ${process.platform}/${process.arch}; run took ${(elapsedMs / 1000).toFixed(1)} s`,
+    `- percentiles from hdr-histogram-js (nearest rank; median of an even count is the lower middle). **p99 over N trials is just the max when N < 100** — read it as "worst seen", not a tail estimate.`,
+    `- t0 is taken right after SIGKILL is sent (before the exit is observed), so times include the OS reaping the process.`,
+    `- reproduce the kill points: \`npm run bench:failover -- ${args}\``,
+    '',
+    `<details><summary>raw kill → first accepted write (ms), in trial order</summary>`,
+    '',
+    r.rawWriteMs.map(fmt).join(', '),
+    '',
+    '</details>',
+    '',
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const startedAt = new Date();
+  const t0 = performance.now();
+  process.stderr.write(
+    `failover bench: seed ${opts.seed}, heartbeatMs ${opts.heartbeatMs}, heartbeatTimeoutMs ${opts.heartbeatTimeoutMs}, ` +
+      `${opts.trials} trials, ${opts.baselineTrials} baseline trials, ${opts.writers} writers\n`,
+  );
+  const rng = mulberry32(opts.seed);
+  const cold = await coldRestartBaseline(opts, rng);
+  const failover = await failoverTrials(opts, rng);
+  const md = report(opts, failover, cold, startedAt, performance.now() - t0);
+  process.stdout.write(md);
+  const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
+  mkdirSync(resultsDir, { recursive: true });
+  const path = join(resultsDir, `failover-${startedAt.toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-')}.md`);
+  writeFileSync(path, md);
+  process.stderr.write(`report written to ${path}\n`);
+}
+
+try {
+  await main();
+} catch (err) {
+  if (interrupted) await new Promise(() => {}); // the signal handler cleans up and exits
+  if (process.stderr.isTTY) progress('', true);
+  process.stderr.write(`failover bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  for (const c of clusters) {
+    for (const [name, tail] of c.stderr) process.stderr.write(`--- ${name} stderr (tail) ---\n${tail.slice(-3000)}\n`);
+  }
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}
