@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { build, type Histogram } from 'hdr-histogram-js';
+import { histogram, recordMs, type Histogram } from './lib/stats.js';
 import { CoreProcesses, freePort, type NodeStatus } from '../src/cli/process-cluster.js';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../src/config/schema.js';
 import { mulberry32, type Rng } from '../src/net/prng.js';
@@ -212,11 +212,6 @@ const progress = (line: string, done = false) => {
   else process.stderr.write(`${line}\n`);
 };
 
-/** Microseconds, so hdr's integer buckets keep sub-millisecond resolution. */
-function histogram(): Histogram {
-  return build({ numberOfSignificantValueDigits: 5 });
-}
-const recordMs = (h: Histogram, ms: number) => h.recordValue(Math.max(1, Math.round(ms * 1000)));
 
 interface Summary {
   n: number;

@@ -57,6 +57,12 @@ export const ConfigSchema = z.strictObject({
     accountShards: int(1, 1024).default(16),
     bookDepth: int(1, 10_000).default(50),
     tradesKept: int(0, 100_000).default(200),
+    /**
+     * Compact into a new Yjs generation once overwritten values exceed
+     * max(perAccount × accounts, min): each overwrite leaves a ~11-byte tombstone item in Yjs.
+     */
+    compactTombstonesPerAccount: int(1, 1_000_000).default(8),
+    compactTombstonesMin: int(0, 1_000_000_000).default(250_000),
   }),
   readNode: z
     .strictObject({

@@ -213,6 +213,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       log,
       epoch,
       nodeName: this.name,
+      compaction: { tombstonesPerAccount: config.publish.compactTombstonesPerAccount, tombstonesMin: config.publish.compactTombstonesMin },
       ...(machine ? { machine } : {}),
       ...(replicator ? { replicate: (entries) => replicator.replicate(entries) } : {}),
       ...(this.opts.clock ? { clock: this.opts.clock } : {}),
@@ -222,6 +223,10 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     this.core = core;
     replicator?.on('fenced', () => this.stepDown());
     this.sync.serve({ generation: core.publisher.generation, docs: core.publisher.docs });
+    // Compaction: readers see their rooms close (4410), rediscover, and swap once the new one synced.
+    core.on('generation', (p) => {
+      if (this.core === core) this.sync.serve({ generation: p.generation, docs: p.docs });
+    });
     this.setRole('primary');
     core.startEpoch().catch((err: unknown) => this.opts.logger?.warn({ err: String(err) }, 'epoch start not committed'));
     if (replicator) this.probePeer();

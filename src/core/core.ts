@@ -33,6 +33,13 @@ export interface CoreOptions {
   /** State already built from `log` (a promoted standby hands its own over: no replay). */
   machine?: HashedMachine;
   replicate?: (entries: readonly LogEntry[]) => Promise<void>;
+  /**
+   * Compact into a new Yjs generation once the publisher's tombstones exceed
+   * max(tombstonesPerAccount × accounts, tombstonesMin) (defaults 8 and 250 000): v1 state then
+   * stays within ~1.8× live data (tombstone ~11 B vs account view ~110 B), at the price of one full
+   * resync per read node per rotation.
+   */
+  compaction?: { tombstonesPerAccount: number; tombstonesMin: number };
   clock?: Clock;
   logger?: Logger;
 }
@@ -56,10 +63,12 @@ export function replay(domain: DomainConfig, log: CommandLog): HashedMachine {
   return machine;
 }
 
-export class Core extends EventEmitter<{ committed: [CommittedBatch] }> {
+export const COMPACTION_DEFAULT = { tombstonesPerAccount: 8, tombstonesMin: 250_000 };
+
+export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation: [Publisher] }> {
   readonly log: CommandLog;
   readonly hashed: HashedMachine;
-  readonly publisher: Publisher;
+  private pub: Publisher;
   readonly sequencer: Sequencer;
   readonly epoch: number;
   private hash: string;
@@ -82,8 +91,8 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch] }> {
     this.hashed.drainEffects();
     this.hash = this.hashed.stateHash;
     this.committedSeq = this.hashed.lastSeq;
-    this.publisher = new Publisher({ machine: this.machine, layout: opts.layout, bookDepth: opts.bookDepth, tradesKept: opts.tradesKept });
-    this.publisher.publishAll(this.hash, clock.nowMs(), this.epoch);
+    this.pub = new Publisher({ machine: this.machine, layout: opts.layout, bookDepth: opts.bookDepth, tradesKept: opts.tradesKept });
+    this.pub.publishAll(this.hash, clock.nowMs(), this.epoch);
     this.sequencer = new Sequencer({
       log: this.log,
       machine: this.hashed,
@@ -109,6 +118,11 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch] }> {
     ]);
   }
 
+  /** The current generation's publisher; replaced when the core compacts (see 'generation'). */
+  get publisher(): Publisher {
+    return this.pub;
+  }
+
   get machine() {
     return this.hashed.machine;
   }
@@ -125,14 +139,24 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch] }> {
     this.committedSeq = batch.lastSeq;
     this.hash = batch.entries[batch.entries.length - 1]!.stateHash;
     const last = batch.entries[batch.entries.length - 1]!;
-    this.publisher.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch);
+    this.pub.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch);
+    const { tombstonesPerAccount, tombstonesMin } = this.opts.compaction ?? COMPACTION_DEFAULT;
+    if (this.pub.tombstones > Math.max(tombstonesMin, tombstonesPerAccount * this.machine.accountCount())) {
+      // Called synchronously after the batch: the machine holds exactly the committed state.
+      const old = this.pub;
+      this.pub = new Publisher({ machine: this.machine, layout: this.opts.layout, bookDepth: this.opts.bookDepth, tradesKept: this.opts.tradesKept });
+      this.pub.copyTrades(old);
+      this.pub.publishAll(this.hash, last.tsMs, this.epoch);
+      this.emit('generation', this.pub);
+      old.destroy();
+    }
     this.emit('committed', batch);
   }
 
   /** Stops sequencing and publishing; the log stays open (the node may rejoin as standby). */
   stop(reason: string): void {
     this.sequencer.stop(reason);
-    this.publisher.destroy();
+    this.pub.destroy();
   }
 
   /** Stops and closes the log. */

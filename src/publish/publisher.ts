@@ -29,6 +29,12 @@ export class Publisher {
   readonly generation: string = randomUUID();
   readonly docs = new Map<string, Y.Doc>();
   private publishedSeq = 0;
+  /**
+   * Values overwritten or deleted in this generation. Each leaves a tombstone item in its doc for
+   * good (~11 v1 bytes: gc drops the content, not the item), so the Core compacts into a new
+   * generation when this outgrows the live data.
+   */
+  tombstones = 0;
   private readonly origin: unknown;
 
   constructor(private readonly opts: PublisherOptions) {
@@ -56,6 +62,14 @@ export class Publisher {
     this.write(m.lastSeq, effects, stateHash, tsMs, epoch, true);
   }
 
+  /** Starts this generation with another's kept trades, so compaction keeps the trade history. */
+  copyTrades(from: Publisher): void {
+    for (const symbol of this.opts.layout.markets) {
+      const trades = from.doc(marketDoc(symbol)).getArray<TradeView>(TRADES).toArray();
+      if (trades.length > 0) this.doc(marketDoc(symbol)).transact(() => this.doc(marketDoc(symbol)).getArray<TradeView>(TRADES).push(trades), this.origin);
+    }
+  }
+
   /** Mirrors one durable commit batch. */
   publishBatch(lastSeq: number, effects: Effects, stateHash: string, tsMs: number, epoch: number): void {
     assert(lastSeq > this.publishedSeq, `publish out of order: ${lastSeq} after ${this.publishedSeq}`);
@@ -73,7 +87,11 @@ export class Publisher {
     for (const id of effects.accounts) {
       const view = machine.account(id);
       assert(view !== undefined, `touched account ${id} does not exist`);
-      at(accountShardDoc(shardOf(id, layout.accountShards)), () => this.doc(accountShardDoc(shardOf(id, layout.accountShards))).getMap(ACCOUNTS).set(id, view));
+      at(accountShardDoc(shardOf(id, layout.accountShards)), () => {
+        const map = this.doc(accountShardDoc(shardOf(id, layout.accountShards))).getMap(ACCOUNTS);
+        if (map.has(id)) this.tombstones++;
+        map.set(id, view);
+      });
     }
     const tradesBy = new Map<string, TradeView[]>();
     for (const t of effects.trades) {
@@ -88,6 +106,7 @@ export class Publisher {
         assert(book !== undefined, `touched market ${symbol} does not exist`);
         const d = this.doc(name);
         const map = d.getMap(BOOK);
+        if (map.has('bids')) this.tombstones += 2;
         map.set('bids', book.bids);
         map.set('asks', book.asks);
         const trades = tradesBy.get(symbol);
@@ -95,13 +114,17 @@ export class Publisher {
           const arr = d.getArray<TradeView>(TRADES);
           arr.push(trades.slice(-this.opts.tradesKept));
           const excess = arr.length - this.opts.tradesKept;
-          if (excess > 0) arr.delete(0, excess);
+          if (excess > 0) {
+            arr.delete(0, excess);
+            this.tombstones++;
+          }
         }
       });
     }
     if (all) for (const name of this.docs.keys()) if (!changed.has(name)) at(name, () => {});
     const stamp = (d: Y.Doc) => {
       const s = d.getMap(STAMP);
+      if (s.has('seq')) this.tombstones++;
       s.set('seq', seq);
       if (s.get('generation') !== this.generation) s.set('generation', this.generation);
     };
@@ -120,6 +143,7 @@ export class Publisher {
       const changedAt = meta.getMap(CHANGED_AT);
       for (const name of changed.keys()) if (name !== META_DOC) changedAt.set(name, seq);
       const m = meta.getMap(META);
+      if (m.has('seq')) this.tombstones += 5 + changed.size; // seq, stateHash, tsMs, generation, accounts, changedAt
       m.set('seq', seq);
       m.set('stateHash', stateHash);
       m.set('tsMs', tsMs);

@@ -7,7 +7,12 @@ import { join } from 'node:path';
 import { parseConfig, type Config } from '../../src/config/schema.js';
 
 export function testConfig(
-  overrides: { links?: Array<{ from: string; to: string; latencyMs: number; jitterMs?: number }>; coreNodes?: 1 | 2; replication?: Record<string, unknown> } = {},
+  overrides: {
+    links?: Array<{ from: string; to: string; latencyMs: number; jitterMs?: number }>;
+    coreNodes?: 1 | 2;
+    replication?: Record<string, unknown>;
+    publish?: Record<string, unknown>;
+  } = {},
 ): Config {
   const nodes = [
     { name: 'core-a', host: '127.0.0.1', port: 0, dataDir: 'unused-a' },
@@ -21,7 +26,7 @@ export function testConfig(
       leverage: 10,
       limits: { maxOpenOrdersPerAccount: 50, maxPriceTicks: 10_000_000, maxQtyLots: 1_000_000, maxAmount: 1_000_000_000_000, maxAccounts: 100_000 },
     },
-    publish: { accountShards: 4, bookDepth: 20, tradesKept: 50 },
+    publish: { accountShards: 4, bookDepth: 20, tradesKept: 50, ...overrides.publish },
     readNode: { minSeqWaitMsMax: 10_000, minSeqWaitMsDefault: 5_000, maxConnections: 256 },
     regions: [
       { name: 'near', port: 0, upstream: 'core' },
