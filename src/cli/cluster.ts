@@ -61,6 +61,7 @@ export async function startRegion(config: Config, region: RegionConfig, opts: Re
     ...(dataDir !== null ? { dataDir } : {}),
     readLimits: config.readNode,
     maxConnections: config.readNode.maxConnections,
+    secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(opts.discoveryIntervalMs ? { discoveryIntervalMs: opts.discoveryIntervalMs } : {}),
   });

@@ -53,6 +53,12 @@ export const ConfigSchema = z.strictObject({
       clusterSecret: z.string().min(16).default('statemirror-dev-cluster-secret'),
     })
     .default({ mode: 'sync', heartbeatMs: 100, heartbeatTimeoutMs: 600, commitTimeoutMs: 5000, clusterSecret: 'statemirror-dev-cluster-secret' }),
+  auth: z
+    .strictObject({
+      /** HS256 secret for user tokens (operator / account); STATEMIRROR_JWT_SECRET overrides it. */
+      jwtSecret: z.string().min(32).default('statemirror-dev-jwt-secret-change-me-0123456789'),
+    })
+    .default({ jwtSecret: 'statemirror-dev-jwt-secret-change-me-0123456789' }),
   publish: z.strictObject({
     accountShards: int(1, 1024).default(16),
     bookDepth: int(1, 10_000).default(50),
@@ -109,6 +115,12 @@ export function parseConfig(raw: unknown): Config {
   if (config.replication.heartbeatTimeoutMs < 3 * config.replication.heartbeatMs) {
     problems.push('replication.heartbeatTimeoutMs must be at least 3 × heartbeatMs');
   }
+  const jwtEnv = process.env.STATEMIRROR_JWT_SECRET;
+  if (jwtEnv !== undefined) {
+    if (jwtEnv.length < 32) problems.push('STATEMIRROR_JWT_SECRET must be at least 32 characters');
+    else config.auth.jwtSecret = jwtEnv;
+  }
+  if (config.auth.jwtSecret === config.replication.clusterSecret) problems.push('auth.jwtSecret and replication.clusterSecret must differ');
   const envSecret = process.env.STATEMIRROR_CLUSTER_SECRET;
   if (envSecret !== undefined) {
     if (envSecret.length < 16) problems.push('STATEMIRROR_CLUSTER_SECRET must be at least 16 characters');

@@ -40,6 +40,8 @@ export interface ReadNodeOptions {
   dataDir?: string;
   readLimits: ReadLimits;
   maxConnections: number;
+  /** User JWT secret (reads, browser rooms) and cluster secret (this node's upstream links). */
+  secrets: { jwtSecret: string; clusterSecret: string };
   /** How often the upstream's generation is checked (also checked at once when a room closes). */
   discoveryIntervalMs?: number;
   logger?: Logger;

@@ -10,7 +10,7 @@ import { startCluster, type Cluster } from '../../src/cli/cluster.js';
 import { startCoreNode } from '../../src/core/core-node.js';
 import { ReadNode } from '../../src/replica/read-node.js';
 import { accountShardDoc, shardOf } from '../../src/publish/layout.js';
-import { get, post, tempDir, testConfig, waitForEvent } from './helpers.js';
+import { get, post, secretsOf, tempDir, testConfig, waitForEvent } from './helpers.js';
 
 const config = testConfig();
 let cluster: Cluster;
@@ -119,6 +119,7 @@ describe('walking skeleton end to end', () => {
       layout: { accountShards: config.publish.accountShards, markets: ['BTC-USD', 'ETH-USD'] },
       dataDir: tempCopy(dataDir),
       readLimits: config.readNode,
+      secrets: secretsOf(config),
       maxConnections: 16,
     });
     await copy.start();

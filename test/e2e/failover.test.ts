@@ -10,7 +10,7 @@ import { ReadNode } from '../../src/replica/read-node.js';
 import { LinkProxy } from '../../src/net/index.js';
 import { replay } from '../../src/core/core.js';
 import type { LogEntry } from '../../src/log/command-log.js';
-import { get, post, tempDir, testConfig, waitForEvent } from './helpers.js';
+import { get, post, secretsOf, tempDir, testConfig, waitForEvent } from './helpers.js';
 
 const config = testConfig({ coreNodes: 2, replication: { heartbeatMs: 40, heartbeatTimeoutMs: 300, commitTimeoutMs: 1500 } });
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -62,6 +62,7 @@ describe('failover', () => {
       upstreamUrls: [nodes.a.url, nodes.b.url],
       layout: { accountShards: config.publish.accountShards, markets: ['BTC-USD', 'ETH-USD'] },
       readLimits: config.readNode,
+      secrets: secretsOf(config),
       maxConnections: 64,
       discoveryIntervalMs: 50,
     });
@@ -115,6 +116,7 @@ describe('failover', () => {
       upstreamUrls: [nodes.a.url, nodes.b.url],
       layout: { accountShards: config.publish.accountShards, markets: ['BTC-USD', 'ETH-USD'] },
       readLimits: config.readNode,
+      secrets: secretsOf(config),
       maxConnections: 64,
       discoveryIntervalMs: 50,
     });

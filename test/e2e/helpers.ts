@@ -87,3 +87,6 @@ export function waitForEvent<T extends unknown[]>(
     emitter.on(event, on);
   });
 }
+
+/** The secrets a read node needs, from a config. */
+export const secretsOf = (c: Config) => ({ jwtSecret: c.auth.jwtSecret, clusterSecret: c.replication.clusterSecret });
