@@ -17,6 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { histogram, recordMs, type Histogram } from './lib/stats.js';
 import { CoreProcesses, freePort, type NodeStatus } from '../src/cli/process-cluster.js';
+import { signToken } from '../src/api/auth.js';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../src/config/schema.js';
 import { mulberry32, type Rng } from '../src/net/prng.js';
 
@@ -83,8 +84,16 @@ function parseOptions(argv: string[]): Options {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+// writeConfig keeps the embedded auth section (and STATEMIRROR_JWT_SECRET still applies), so one
+// operator token, signed with the same secret the nodes verify with, serves every run.
+const AUTHORIZATION = `Bearer ${await signToken(parseConfig(EMBEDDED_DEFAULTS).auth.jwtSecret, { sub: 'bench-failover', role: 'operator' })}`;
 const postJson = (url: string, body: string, timeoutMs: number) =>
-  fetch(`${url}/v1/commands`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(timeoutMs) });
+  fetch(`${url}/v1/commands`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: AUTHORIZATION },
+    body,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
 
 /** Writes a config with free ports and data dirs under `dir`; one name = the single-node baseline. */
 async function writeConfig(dir: string, file: string, names: string[], opts: Options): Promise<CoreProcesses> {

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
+import { signToken } from '../src/api/auth.js';
 import { loadConfig, parseConfig, pathLatencyMs, type Config, type RegionConfig } from '../src/config/schema.js';
 import { startCluster, type Cluster } from '../src/cli/cluster.js';
 import { mulberry32 } from '../src/net/prng.js';
@@ -125,8 +126,11 @@ interface LagRow {
   reads: Summary;
 }
 
-async function post(url: string, body: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+/** Writes (deposits included) and reads of every account: an operator token for the cluster's JWT secret. */
+const operatorToken = (config: Config): Promise<string> => signToken(config.auth.jwtSecret, { sub: 'bench', role: 'operator' });
+
+async function post(url: string, body: unknown, token: string): Promise<{ status: number; json: any }> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
   return { status: res.status, json: await res.json() };
 }
 
@@ -136,11 +140,12 @@ async function lagPhase(config: Config, cluster: Cluster): Promise<{ rows: LagRo
   const rng = mulberry32(opts.seed);
   const markets = config.domain.markets.map((m) => m.symbol).slice(0, values.markets ? Math.max(1, Number(values.markets)) : undefined);
   const accounts = Array.from({ length: opts.accounts }, (_, i) => `bench-${i}`);
+  const token = await operatorToken(config);
 
   // Seed every account with collateral before measuring (batched, through the API).
   for (let i = 0; i < accounts.length; i += 200) {
     const commands = accounts.slice(i, i + 200).map((a) => ({ clientId: `seed-${a}`, type: 'deposit', account: a, amount: 1_000_000_000 }));
-    const r = await post(`${primary.url}/v1/commands`, { commands });
+    const r = await post(`${primary.url}/v1/commands`, { commands }, token);
     if (r.status !== 200) throw new Error(`seeding failed: ${r.status} ${JSON.stringify(r.json)}`);
   }
   for (const r of cluster.regions.values()) await r.node.waitFor({ kind: 'all' }, core.seq, 30_000);
@@ -239,7 +244,7 @@ async function lagPhase(config: Config, cluster: Cluster): Promise<{ rows: LagRo
         }
         inFlight += 1;
         sent += 1;
-        post(`${primary.url}/v1/commands`, command())
+        post(`${primary.url}/v1/commands`, command(), token)
           .then((r) => {
             if (r.status >= 500 || r.status === 429) rejectedHttp += 1;
           })
@@ -252,7 +257,7 @@ async function lagPhase(config: Config, cluster: Cluster): Promise<{ rows: LagRo
         readsSent += 1;
         for (const r of regions) {
           const t0 = performance.now();
-          fetch(`${r.url}/v1/accounts/${accounts[Math.floor(rng() * accounts.length)]}`)
+          fetch(`${r.url}/v1/accounts/${accounts[Math.floor(rng() * accounts.length)]}`, { headers: { authorization: `Bearer ${token}` } })
             .then((res) => res.arrayBuffer())
             .then(() => recordMs(readHists.get(r.config.name)!, performance.now() - t0))
             .catch(() => {});
@@ -371,7 +376,8 @@ async function main(): Promise<void> {
   const lagResult = await lagPhase(config, cluster);
 
   log('phase 2/5: core write throughput vs raw SQLite');
-  const writes = await measureCoreWrites({ coreUrl: primary.url, durationMs: opts.throughputS * 1000, connections: 64, accounts: opts.accounts });
+  const token = await operatorToken(config);
+  const writes = await measureCoreWrites({ coreUrl: primary.url, durationMs: opts.throughputS * 1000, connections: 64, accounts: opts.accounts, token });
   const raw = measureRawSqliteAppend({ payloads: writes.payloads, batchSize: Math.max(1, Math.round(writes.avgBatch ?? 64)), dir });
 
   log('phase 3/5: read throughput vs bare hono');
@@ -379,10 +385,10 @@ async function main(): Promise<void> {
   const ids = Array.from({ length: Math.min(opts.accounts, 500) }, (_, i) => `bench-${i}`);
   const objects = new Map(ids.map((id) => [id, primary.core!.machine.account(id)]));
   const paths = ids.map((id) => `/v1/accounts/${id}`);
-  const reads = await measureReads({ baseUrl: region.url, paths, durationMs: opts.throughputS * 1000, connections: 32 });
+  const reads = await measureReads({ baseUrl: region.url, paths, durationMs: opts.throughputS * 1000, connections: 32, token });
   const bare = await startBareHono(objects);
   cleanups.push(() => bare.close());
-  const bareReads = await measureReads({ baseUrl: bare.url, paths, durationMs: opts.throughputS * 1000, connections: 32 });
+  const bareReads = await measureReads({ baseUrl: bare.url, paths, durationMs: opts.throughputS * 1000, connections: 32, token });
   await bare.close();
   await cluster.close();
 

@@ -3,8 +3,9 @@
 // numbers move with the machine and whatever else it is doing).
 //
 // What each number means
-//   measureCoreWrites   — autocannon POSTs one `deposit` per request (every clientId unique) to
-//     <core>/v1/commands at a fixed number of connections, one request in flight per connection.
+//   measureCoreWrites   — autocannon POSTs one `deposit` per request (every clientId unique, an
+//     operator bearer token on each) to <core>/v1/commands at a fixed number of connections, one
+//     request in flight per connection.
 //     `commands` = commands acknowledged with 2xx; each ack means durable (the core answers only
 //     after the batch's fsync, and in sync mode after the standby's). The load stops being issued
 //     at durationMs and every request still in flight is waited for (drain), so every command the
@@ -31,7 +32,8 @@
 //   startBareHono       — the read baseline: a hono app with only GET /v1/accounts/:id answering
 //     c.json(object) from a Map, bound by the project's own listen() (same @hono/node-server
 //     adaptor and server settings as the core and read nodes). No consistency checks, no headers,
-//     no Yjs: what the read node adds is what the ratio read-node/bare shows.
+//     no token check (it is sent the same Authorization header but ignores it), no Yjs: what the
+//     read node adds is what the ratio read-node/bare shows.
 // Held equal between ours and the baseline: the same payloads (writes) or the same JSON objects
 // (reads), the same table schema and pragmas, the same machine, the same run, the same load
 // generator settings. Not equal, on purpose: the write ceiling has no HTTP at all. Note that
@@ -168,6 +170,8 @@ export async function measureCoreWrites(opts: {
   accounts: number;
   /** clientId prefix; default unique per call, so runs against the same core never collide. */
   clientIdPrefix?: string;
+  /** Bearer token allowed to deposit (an operator token). */
+  token: string;
 }): Promise<WriteResult & { payloads: string[] }> {
   const prefix = opts.clientIdPrefix ?? `bw-${process.pid.toString(36)}-${Date.now().toString(36)}`;
   const accounts = Math.max(1, opts.accounts);
@@ -180,7 +184,7 @@ export async function measureCoreWrites(opts: {
   const request: autocannon.Request = {
     method: 'POST',
     path: '/v1/commands',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.token}` },
     setupRequest: (req) => {
       const n = next++;
       const clientId = `${prefix}-${n}`;
@@ -281,14 +285,17 @@ export function measureRawSqliteAppend(opts: { payloads: string[]; batchSize?: n
   }
 }
 
-/** GETs `paths` (round-robin) on baseUrl for durationMs at `connections`, then drains. */
-export async function measureReads(opts: { baseUrl: string; paths: string[]; durationMs: number; connections: number }): Promise<ReadResult> {
+/**
+ * GETs `paths` (round-robin) on baseUrl for durationMs at `connections`, then drains. `token` is
+ * sent as a bearer token (account routes need one; send it to a baseline too, for equal requests).
+ */
+export async function measureReads(opts: { baseUrl: string; paths: string[]; durationMs: number; connections: number; token?: string }): Promise<ReadResult> {
   if (opts.paths.length === 0) throw new Error('measureReads: no paths');
   const run = await drive({
     url: opts.baseUrl,
     connections: opts.connections,
     durationMs: opts.durationMs,
-    requests: opts.paths.map((path) => ({ method: 'GET', path })),
+    requests: opts.paths.map((path) => ({ method: 'GET', path, ...(opts.token ? { headers: { authorization: `Bearer ${opts.token}` } } : {}) })),
   });
   return {
     requests: run.ok,

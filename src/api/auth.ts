@@ -19,10 +19,10 @@ export interface Claims {
 
 const ClaimsSchema = z.object({ sub: z.string().min(1).max(64), role: z.enum(['operator', 'account', 'replica']) });
 
-/** Signs a token; `ttlS` 0 means no expiry (cluster links). */
+/** Signs a token; `ttlS` 0 means no expiry (cluster links), a negative one an already expired token. */
 export async function signToken(secret: string, claims: Claims, ttlS = 24 * 3600): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  return sign({ ...claims, iat: now, ...(ttlS > 0 ? { exp: now + ttlS } : {}) }, secret, 'HS256');
+  return sign({ ...claims, iat: now, ...(ttlS !== 0 ? { exp: now + ttlS } : {}) }, secret, 'HS256');
 }
 
 /** The claims of a valid, unexpired token signed with `secret`, else null. */

@@ -1,7 +1,8 @@
 // The core's HTTP API (hono): POST /v1/commands (one command or {commands:[...]}), the shared read
 // routes answered from the authoritative state, GET /v1/status, and GET /v1/sync/info (which
 // generation and docs a read node should sync). Invariant: nothing reaches the sequencer unless it
-// parsed as JSON, passed the strict schema and fits the size and count limits.
+// parsed as JSON, passed the strict schema, fits the size and count limits, and every command of
+// the request is authorized for the bearer token (auth.ts decides; this module only asks).
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';
@@ -9,6 +10,7 @@ import type { Core } from '../core/core.js';
 import { HaltedError, OverloadedError, type Outcome, type Submission } from '../core/sequencer.js';
 import type { Command, DomainConfig } from '../domain/types.js';
 import { docNames, type Layout } from '../publish/layout.js';
+import { authenticate, authorizeCommand, tokenFrom } from './auth.js';
 import { REJECT_HTTP, errorBody, requestError } from './errors.js';
 import { mountReadRoutes, type ReadLimits, type ReadModel, type ReadScope } from './read-routes.js';
 import { commandSchemas, describeIssues, type CommandInput } from './schemas.js';
@@ -27,6 +29,8 @@ export interface CoreAppOptions {
   maxBodyBytes: number;
   maxCommandsPerRequest: number;
   readLimits: ReadLimits;
+  /** Token verification: user tokens (operator/account) with jwtSecret, cluster tokens with clusterSecret. */
+  secrets: { jwtSecret: string; clusterSecret: string };
   logger?: Logger;
 }
 
@@ -115,6 +119,11 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
     return requestError(c, 'not_primary', `this core node is ${d.role}; send writes and reads to the primary`, { role: d.role, epoch: d.epoch });
   };
 
+  // Checks, in order: body size (413) → content-type (415) → JSON and strict schema (400) → token
+  // (401 unauthenticated) and then every command of the batch against it (403 forbidden, with the
+  // index and reason of the first refused one; the whole request is refused) → not_primary →
+  // sequencer. Auth comes after parsing because the decision is per command; a 400 reveals nothing
+  // about any account. Nothing reaches the log unless every command is allowed.
   app.post(
     '/v1/commands',
     bodyLimit({
@@ -144,6 +153,13 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
       for (const i of inputs) {
         if (ids.has(i.clientId)) return requestError(c, 'duplicate_client_id_in_batch', `clientId ${i.clientId} appears twice`);
         ids.add(i.clientId);
+      }
+      const claims = await authenticate(tokenFrom({ authorization: c.req.header('authorization') }, c.req.url), opts.secrets);
+      for (const [index, input] of inputs.entries()) {
+        const decision = authorizeCommand(claims, toSubmission(input).command);
+        if (!decision.ok) {
+          return requestError(c, decision.code, decision.reason, { index, clientId: input.clientId });
+        }
       }
       const core = getCore();
       if (!core) return notPrimary(c);
@@ -201,7 +217,7 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
   };
   app.use('/v1/accounts/*', refuseWhenHalted);
   app.use('/v1/markets/*', refuseWhenHalted);
-  mountReadRoutes(app, coreReadModel(getCore, opts.region, new Set(opts.layout.markets), opts.bookDepth, describe), opts.readLimits);
+  mountReadRoutes(app, coreReadModel(getCore, opts.region, new Set(opts.layout.markets), opts.bookDepth, describe), opts.readLimits, opts.secrets);
   app.notFound((c) => requestError(c, 'not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c: Context) => {
     opts.logger?.error({ err }, 'unhandled error');

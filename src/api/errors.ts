@@ -36,6 +36,8 @@ export type RequestErrorCode =
   | 'unknown_account'
   | 'unknown_market'
   | 'seq_not_reached'
+  | 'unauthenticated'
+  | 'forbidden'
   | 'not_found';
 
 export const REQUEST_ERROR_HTTP: Record<RequestErrorCode, ContentfulStatusCode> = {
@@ -56,6 +58,8 @@ export const REQUEST_ERROR_HTTP: Record<RequestErrorCode, ContentfulStatusCode> 
   unknown_account: 404,
   unknown_market: 404,
   seq_not_reached: 503,
+  unauthenticated: 401,
+  forbidden: 403,
   not_found: 404,
 };
 
@@ -64,5 +68,6 @@ export function errorBody(code: string, message: string, details?: Record<string
 }
 
 export function requestError(c: Context, code: RequestErrorCode, message: string, details?: Record<string, unknown>) {
+  if (code === 'unauthenticated') c.header('www-authenticate', 'Bearer');
   return c.json(errorBody(code, message, details), REQUEST_ERROR_HTTP[code]);
 }

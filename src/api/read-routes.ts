@@ -2,9 +2,11 @@
 // copy): one ReadModel interface, one set of routes, so both answer identically. Every answer
 // carries the seq it reflects and the region that served it; `?minSeq=N` waits (bounded) until the
 // scope reaches N, else 503 seq_not_reached with the current seq — read-your-writes for a client
-// that remembers the seq of its last write.
+// that remembers the seq of its last write. Account routes need a bearer token for that account
+// (or an operator/cluster token; auth.ts decides); market data and status are public.
 import type { Context, Hono } from 'hono';
 import type { AccountView, BookLevel, TradeView } from '../domain/types.js';
+import { authenticate, authorizeAccountRead, tokenFrom } from './auth.js';
 import { ACCOUNT_ID } from './schemas.js';
 import { errorBody, requestError } from './errors.js';
 
@@ -41,7 +43,7 @@ function parseIntParam(raw: string | undefined, max: number): number | null | un
   return Number.isSafeInteger(n) && n <= max ? n : null;
 }
 
-export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits): void {
+export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits, secrets: { jwtSecret: string; clusterSecret: string }): void {
   /** Applies minSeq/waitMs, sets headers; returns an error response or null to go on. */
   const consistency = async (c: Context, scope: ReadScope): Promise<Response | null> => {
     const minSeq = parseIntParam(c.req.query('minSeq'), Number.MAX_SAFE_INTEGER);
@@ -69,13 +71,17 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits)
     return null;
   };
 
-  const accountParam = (c: Context): string | Response => {
+  /** The :id of an account route the bearer token may read (checked before any wait), or the error answer. */
+  const accountParam = async (c: Context): Promise<string | Response> => {
     const id = c.req.param('id') ?? '';
-    return ACCOUNT_ID.test(id) ? id : requestError(c, 'invalid_account_id', 'account id: 1-64 of A-Z a-z 0-9 _ . -');
+    if (!ACCOUNT_ID.test(id)) return requestError(c, 'invalid_account_id', 'account id: 1-64 of A-Z a-z 0-9 _ . -');
+    const claims = await authenticate(tokenFrom({ authorization: c.req.header('authorization') }, c.req.url), secrets);
+    const decision = authorizeAccountRead(claims, id);
+    return decision.ok ? id : requestError(c, decision.code, decision.reason);
   };
 
   app.get('/v1/accounts/:id', async (c) => {
-    const id = accountParam(c);
+    const id = await accountParam(c);
     if (id instanceof Response) return id;
     const early = await consistency(c, { kind: 'account', id });
     if (early) return early;
@@ -84,7 +90,7 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits)
   });
 
   app.get('/v1/accounts/:id/positions', async (c) => {
-    const id = accountParam(c);
+    const id = await accountParam(c);
     if (id instanceof Response) return id;
     const early = await consistency(c, { kind: 'account', id });
     if (early) return early;

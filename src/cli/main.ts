@@ -1,9 +1,12 @@
 // The statemirror command line: `core` runs the core alone, `replica --region R` one read node
 // (with its inbound simulated link), `up` the whole local cluster from regions.config.json (or the
-// embedded defaults) and prints where everything listens. Ctrl-C / SIGTERM stop cleanly: HTTP and
-// sync servers close, logs and stores are closed after their last write.
+// embedded defaults) and prints where everything listens plus demo tokens, `token` signs a bearer
+// token with the config's JWT secret. Ctrl-C / SIGTERM stop cleanly: HTTP and sync servers close,
+// logs and stores are closed after their last write.
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { signToken, type Claims } from '../api/auth.js';
+import { ACCOUNT_ID } from '../api/schemas.js';
 import { loadConfig, pathLatencyMs, type Config } from '../config/schema.js';
 import { CoreNode } from '../core/core-node.js';
 import { startCluster, startRegion } from './cluster.js';
@@ -15,6 +18,9 @@ commands:
   core [--node NAME]      start one core node (primary or standby, decided with its peer)
        [--force-primary]  become primary even if the peer can't be reached (it must be dead)
   replica --region NAME   start one region's read node (its upstream must be running)
+  token --role operator   print an operator token (any account, deposits/withdrawals, every read)
+  token --account ID      print a token that acts for and reads account ID only
+        [--ttl-s N]       lifetime in seconds (default 86400; 0 = no expiry)
 
 options:
   --config PATH           cluster config (default ./regions.config.json, else embedded defaults)
@@ -44,6 +50,22 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')).join('\n');
 }
 
+/** The claims `token` signs: `--role operator`, or `--account ID` (optionally with `--role account`). */
+function tokenClaims(role: string | undefined, account: string | undefined): Claims {
+  if (role === 'operator' && account === undefined) return { sub: 'operator', role: 'operator' };
+  if ((role === undefined || role === 'account') && account !== undefined) {
+    if (!ACCOUNT_ID.test(account)) throw new Error('--account: 1-64 of A-Z a-z 0-9 _ . -');
+    return { sub: account, role: 'account' };
+  }
+  throw new Error('token needs --role operator or --account ID (cluster tokens are made by the nodes themselves)');
+}
+
+function ttlSeconds(raw: string | undefined): number {
+  const n = Number(raw);
+  if (!/^\d{1,10}$/.test(raw ?? '') || !Number.isSafeInteger(n)) throw new Error('--ttl-s must be a non-negative integer (0 = no expiry)');
+  return n;
+}
+
 async function main(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -53,6 +75,9 @@ async function main(argv: string[]): Promise<void> {
       region: { type: 'string' },
       node: { type: 'string' },
       'force-primary': { type: 'boolean', default: false },
+      role: { type: 'string' },
+      account: { type: 'string' },
+      'ttl-s': { type: 'string', default: '86400' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -79,6 +104,10 @@ async function main(argv: string[]): Promise<void> {
     logger.info({ node: node.name, role: node.role, seq: node.log.lastSeq(), epoch: node.log.currentEpoch() }, 'core node ready');
     return;
   }
+  if (command === 'token') {
+    process.stdout.write(`${await signToken(config.auth.jwtSecret, tokenClaims(values.role, values.account), ttlSeconds(values['ttl-s']))}\n`);
+    return;
+  }
   if (command === 'replica') {
     const region = config.regions.find((r) => r.name === values.region);
     if (!region) throw new Error(`--region must be one of: ${config.regions.map((r) => r.name).join(', ')}`);
@@ -98,11 +127,31 @@ async function main(argv: string[]): Promise<void> {
         return [r.config.name, r.url, r.config.upstream, `${link.latencyMs} ms ± ${link.jitterMs}`, `${pathLatencyMs(config, r.config)} ms`];
       }),
     ];
-    process.stdout.write(`\nstatemirror is up (data under ./data). Ctrl-C stops it.\n\n${table(rows)}\n\n`);
     const primary = cluster.primary() ?? cluster.cores[0]!;
-    process.stdout.write(`try:\n  curl -s -XPOST ${primary.url}/v1/commands -H 'content-type: application/json' \\\n    -d '{"clientId":"d1","type":"deposit","account":"alice","amount":1000000}'\n`);
     const first = [...cluster.regions.values()].at(-1)!;
-    process.stdout.write(`  curl -s '${first.url}/v1/accounts/alice?minSeq=1'\n\n`);
+    const operator = await signToken(config.auth.jwtSecret, { sub: 'operator', role: 'operator' });
+    const alice = await signToken(config.auth.jwtSecret, { sub: 'alice', role: 'account' });
+    // One write, tokens before "try:": a reader that waits for "try:" has the tokens too.
+    process.stdout.write(
+      [
+        '',
+        'statemirror is up (data under ./data). Ctrl-C stops it.',
+        '',
+        table(rows),
+        '',
+        'tokens (24 h; deposits need the operator token, ALICE_TOKEN acts and reads for alice only;',
+        '        more with `statemirror token --role operator` / `--account ID`):',
+        `  export OPERATOR_TOKEN=${operator}`,
+        `  export ALICE_TOKEN=${alice}`,
+        '',
+        'try:',
+        `  curl -s -XPOST ${primary.url}/v1/commands -H 'content-type: application/json' -H "authorization: Bearer $OPERATOR_TOKEN" \\`,
+        `    -d '{"clientId":"d1","type":"deposit","account":"alice","amount":1000000}'`,
+        `  curl -s -H "authorization: Bearer $ALICE_TOKEN" '${first.url}/v1/accounts/alice?minSeq=1'`,
+        '',
+        '',
+      ].join('\n'),
+    );
     onShutdown(() => cluster.close(), logger);
     return;
   }

@@ -15,7 +15,7 @@ import { createCoreApp } from '../api/core-app.js';
 import { listen, type RunningServer } from '../api/http-server.js';
 import { SqliteCommandLog } from '../log/sqlite-log.js';
 import type { CommandLog } from '../log/command-log.js';
-import { SyncServer } from '../publish/sync-server.js';
+import { SyncServer, tokenGate } from '../publish/sync-server.js';
 import type { Layout } from '../publish/layout.js';
 import { Core } from './core.js';
 import { Follower } from './follower.js';
@@ -72,7 +72,11 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     this.peerUrl = opts.peerUrl !== undefined ? opts.peerUrl : peer ? `http://${peer.host}:${peer.port}` : null;
     this.log = new SqliteCommandLog(join(opts.dataDir ?? me.dataDir, 'log.db'));
     this.layout = { accountShards: config.publish.accountShards, markets: config.domain.markets.map((m) => m.symbol) };
-    this.sync = new SyncServer({ maxConnections: config.readNode.maxConnections });
+    this.sync = new SyncServer({
+      maxConnections: config.readNode.maxConnections,
+      authorize: tokenGate({ jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret }),
+      onRefused: (info) => opts.logger?.warn(info, 'sync room refused'),
+    });
   }
 
   get role(): CoreRole {
@@ -136,6 +140,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       maxBodyBytes: config.core.maxBodyBytes,
       maxCommandsPerRequest: config.core.maxCommandsPerRequest,
       readLimits: config.readNode,
+      secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
     });
     this.server = await listen(app, this.opts.host ?? me.host, this.opts.port ?? me.port, {

@@ -80,6 +80,8 @@ export class PrimaryReplicator extends EventEmitter<{ fenced: [number]; attached
   }
 
   private accept(ws: WebSocket): void {
+    // Before anything else: an unhandled socket error (oversized frame) would crash the node.
+    ws.on('error', () => ws.terminate());
     ws.once('message', (data) => {
       let hello;
       try {
@@ -110,7 +112,6 @@ export class PrimaryReplicator extends EventEmitter<{ fenced: [number]; attached
       ws.send(encodeRepl({ t: MSG_WELCOME, node: this.opts.nodeName, epoch: this.opts.epoch, truncateTo }));
       ws.on('message', (raw) => this.onMessage(ws, raw));
       ws.on('close', () => this.detach(ws));
-      ws.on('error', () => ws.terminate());
       ws.on('drain', () => this.pump());
       if (agreeUpTo >= log.lastSeq()) this.markAttached();
       this.pump();

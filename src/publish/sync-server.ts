@@ -5,8 +5,10 @@
 //   1 awareness: client awareness is DROPPED; we send an empty awareness update as a heartbeat
 //                (the client reconnects after 30 s without a message)
 //   3 queryAwareness: ignored (no server-side presence)
-// Invariants: nothing a client sends is ever applied to a doc or forwarded; a connection for
-// another generation is closed with 4410 (terminal for y-websocket, the reader rediscovers);
+// Invariants: nothing a client sends is ever applied to a doc or forwarded; every connection is
+// authorized for its doc before it sees a byte of it (refusals close with 4401/4403 and are
+// logged); a connection for another generation is closed with 4410 (terminal for y-websocket,
+// the reader rediscovers);
 // connections are bounded (maxConnections), and a consumer that can't keep up is closed rather
 // than buffered without bound (it resyncs by state vector when it reconnects, losing nothing).
 import type { IncomingMessage } from 'node:http';
@@ -16,6 +18,7 @@ import * as Y from 'yjs';
 import * as encoding from 'lib0/encoding';
 import * as decoding from 'lib0/decoding';
 import * as syncProtocol from 'y-protocols/sync';
+import { authenticate, authorizeDoc, tokenFrom } from '../api/auth.js';
 
 export const MSG_SYNC = 0;
 export const MSG_AWARENESS = 1;
@@ -25,11 +28,25 @@ export const CLOSE_GENERATION_GONE = 4410;
 export const CLOSE_UNKNOWN_DOC = 4404;
 export const CLOSE_BAD_MESSAGE = 4400;
 export const CLOSE_FORBIDDEN = 4403;
+export const CLOSE_UNAUTHENTICATED = 4401;
 export const CLOSE_SLOW_CONSUMER = 4508; // 45xx: transient, the client retries
+
+/** The standard gate: a user or cluster token (header or ?token=) allowed for that doc by auth.ts. */
+export function tokenGate(secrets: { jwtSecret: string; clusterSecret: string }): NonNullable<SyncServerOptions['authorize']> {
+  return async (req, docName) => {
+    const claims = await authenticate(tokenFrom(req.headers, req.url), secrets);
+    const d = authorizeDoc(claims, docName);
+    return d.ok ? d : { ok: false, status: d.status, reason: d.reason };
+  };
+}
 
 export interface RoomSet {
   generation: string;
   docs: ReadonlyMap<string, Y.Doc>;
+  /** Docs made on demand (a read node's per-account views); called only after authorization. */
+  resolve?: (name: string) => Y.Doc | undefined;
+  /** Called when the last connection to a doc from `resolve` closes. */
+  release?: (name: string, doc: Y.Doc) => void;
 }
 
 export interface SyncServerOptions {
@@ -37,8 +54,10 @@ export interface SyncServerOptions {
   heartbeatMs?: number;
   /** Above this many unsent bytes a connection is closed (slow consumer). */
   maxBufferedBytes?: number;
-  /** Optional gate (auth comes in a later issue): return false to refuse with 4403. */
-  authorize?: (req: IncomingMessage, docName: string) => boolean;
+  /** Decides whether `req` may sync `docName`; without it every room is open. */
+  authorize?: (req: IncomingMessage, docName: string) => Promise<{ ok: true } | { ok: false; status: 401 | 403; reason: string }>;
+  /** Refused peers are reported here (for logging). */
+  onRefused?: (info: { remote: string | undefined; docName: string; status: number; reason: string }) => void;
   onDroppedClientUpdate?: (docName: string) => void;
 }
 
@@ -48,7 +67,7 @@ interface Room {
   onUpdate: (update: Uint8Array, origin: unknown) => void;
 }
 
-const PATH = /^\/sync\/([A-Za-z0-9-]{1,64})\/([A-Za-z0-9_-]{1,80})$/;
+const PATH = /^\/sync\/([A-Za-z0-9-]{1,64})\/([A-Za-z0-9_.-]{1,80})$/;
 
 export class SyncServer {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
@@ -75,10 +94,12 @@ export class SyncServer {
   /** Serves a (new) generation; connections to any other generation are closed with 4410. */
   serve(set: RoomSet): void {
     const previous = this.rooms;
+    const previousSet = this.current;
     this.current = set;
     this.rooms = new Map();
-    for (const room of previous.values()) {
+    for (const [name, room] of previous) {
       room.doc.off('update', room.onUpdate);
+      if (previousSet && !previousSet.docs.has(name)) previousSet.release?.(name, room.doc);
       for (const ws of room.conns) ws.close(CLOSE_GENERATION_GONE, 'generation gone');
     }
   }
@@ -93,24 +114,39 @@ export class SyncServer {
       socket.end('HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\ntoo_many_connections\n');
       return true;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req, generation, docName));
+    // Authorize first (async), then upgrade: a refused client gets a terminal 44xx close code
+    // instead of an HTTP error that y-websocket would retry forever.
+    const decide = this.opts.authorize ? this.opts.authorize(req, docName) : Promise.resolve({ ok: true } as const);
+    decide.then(
+      (decision) => {
+        if (socket.destroyed) return;
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+          // First, before any early close: a socket error (e.g. an oversized frame) with no
+          // listener would be an uncaught exception that takes the whole node down.
+          ws.on('error', () => ws.terminate());
+          if (!decision.ok) {
+            this.opts.onRefused?.({ remote: req.socket.remoteAddress, docName, status: decision.status, reason: decision.reason });
+            ws.close(decision.status === 401 ? CLOSE_UNAUTHENTICATED : CLOSE_FORBIDDEN, decision.reason.slice(0, 120));
+            return;
+          }
+          this.accept(ws, generation, docName);
+        });
+      },
+      () => socket.destroy(),
+    );
     return true;
   }
 
-  private accept(ws: WebSocket, req: IncomingMessage, generation: string, docName: string): void {
+  private accept(ws: WebSocket, generation: string, docName: string): void {
     ws.binaryType = 'nodebuffer';
     const set = this.current;
     if (set === null || set.generation !== generation) {
       ws.close(CLOSE_GENERATION_GONE, 'generation gone');
       return;
     }
-    const doc = set.docs.get(docName);
+    const doc = set.docs.get(docName) ?? set.resolve?.(docName);
     if (doc === undefined) {
       ws.close(CLOSE_UNKNOWN_DOC, 'unknown doc');
-      return;
-    }
-    if (this.opts.authorize && !this.opts.authorize(req, docName)) {
-      ws.close(CLOSE_FORBIDDEN, 'forbidden');
       return;
     }
     const room = this.room(docName, doc);
@@ -118,8 +154,15 @@ export class SyncServer {
     this.alive.set(ws, true);
     ws.on('pong', () => this.alive.set(ws, true));
     ws.on('message', (data: Buffer) => this.onMessage(ws, room, docName, data));
-    ws.on('close', () => room.conns.delete(ws));
-    ws.on('error', () => ws.terminate());
+    ws.on('close', () => {
+      room.conns.delete(ws);
+      // On-demand docs live only while someone watches them.
+      if (room.conns.size === 0 && !set.docs.has(docName) && this.rooms.get(docName) === room) {
+        room.doc.off('update', room.onUpdate);
+        this.rooms.delete(docName);
+        set.release?.(docName, room.doc);
+      }
+    });
     // Server's step1 is deliberately not sent: we never want the client's state.
   }
 

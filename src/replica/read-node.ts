@@ -17,14 +17,20 @@ import type { Logger } from 'pino';
 import { Hono } from 'hono';
 import type { AccountView, BookLevel, TradeView } from '../domain/types.js';
 import {
-  ACCOUNTS, BOOK, META, META_DOC, TRADES,
+  ACCOUNTS, BOOK, META, META_DOC, STAMP, TRADES,
   accountShardDoc, completeSeq, docNames, marketDoc, shardOf, type Layout,
 } from '../publish/layout.js';
-import { SyncServer } from '../publish/sync-server.js';
+import { SyncServer, tokenGate } from '../publish/sync-server.js';
 import { mountReadRoutes, type ReadLimits, type ReadModel, type ReadScope } from '../api/read-routes.js';
 import { requestError } from '../api/errors.js';
 import { listen, type RunningServer } from '../api/http-server.js';
 import { ReplicaStore } from './store.js';
+import { ACCOUNT_VIEW_PREFIX, signToken } from '../api/auth.js';
+import { ACCOUNT_ID } from '../api/schemas.js';
+import { dashboardHtml, dashboardScript } from './dashboard/page.js';
+
+/** Per-account browser views one node keeps at once (each is one small doc). */
+const MAX_VIEWS = 10_000;
 
 export interface ReadNodeOptions {
   region: string;
@@ -86,7 +92,7 @@ class Generation {
     return this.synced.size === this.docs.size;
   }
 
-  connect(upstreamUrl: string, onSynced: () => void, onGone: () => void): void {
+  connect(upstreamUrl: string, token: string, onSynced: () => void, onGone: () => void): void {
     if (this.destroyed || this.connected) return;
     this.url = upstreamUrl;
     // y-websocket registers one process 'exit' listener per provider: that is expected, not a leak.
@@ -94,6 +100,8 @@ class Generation {
     const wsBase = upstreamUrl.replace(/^http/, 'ws') + `/sync/${this.id}`;
     for (const [name, doc] of this.docs) {
       const provider = new WebsocketProvider(wsBase, name, doc, {
+        // The cluster token: upstream rooms (account shards) are closed to anyone else.
+        params: { token },
         WebSocketPolyfill: WebSocket as unknown as typeof globalThis.WebSocket,
         disableBc: true,
         maxBackoffTime: 1000,
@@ -140,6 +148,8 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
   private readonly names: string[];
   private stopped = false;
   private lastDiscoveryError: string | null = null;
+  private readonly views = new Map<string, { doc: Y.Doc; value: unknown; seq: number }>();
+  private clusterToken = '';
   /** Upstream's seq at the last discovery poll (a lower bound of what exists). */
   private upstreamSeq = 0;
   /** Highest primary epoch seen: a generation from a lower epoch is a fenced primary's, refused. */
@@ -153,6 +163,8 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     this.store = opts.dataDir ? new ReplicaStore(opts.dataDir) : null;
     this.sync = new SyncServer({
       maxConnections: opts.maxConnections,
+      authorize: tokenGate(opts.secrets),
+      onRefused: (info) => opts.logger?.warn({ region: opts.region, ...info }, 'sync room refused'),
       onDroppedClientUpdate: (doc) => this.emit('droppedClientMessage', doc),
     });
   }
@@ -172,9 +184,17 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
   }
 
   async start(): Promise<this> {
+    this.clusterToken = await signToken(this.opts.secrets.clusterSecret, { sub: this.region, role: 'replica' }, 0);
     this.loadPersisted();
     const app = new Hono();
-    mountReadRoutes(app, this, this.opts.readLimits);
+    app.get('/', (c) => c.redirect('/dashboard'));
+    app.get('/dashboard', (c) => c.html(dashboardHtml(this.region)));
+    app.get('/dashboard.js', async (c) => {
+      c.header('content-type', 'text/javascript; charset=utf-8');
+      c.header('cache-control', 'no-cache');
+      return c.body(await dashboardScript());
+    });
+    mountReadRoutes(app, this, this.opts.readLimits, this.opts.secrets);
     app.get('/v1/sync/info', (c) => {
       const gen = this.current;
       if (gen === null) return requestError(c, 'seq_not_reached', 'read node has not synced any state yet', { seq: 0 });
@@ -228,7 +248,16 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
       });
     }
     this.store?.setServing(gen.id);
-    this.sync.serve({ generation: gen.id, docs: gen.docs });
+    this.views.clear();
+    this.sync.serve({
+      generation: gen.id,
+      docs: gen.docs,
+      resolve: (name) => this.openView(gen, name),
+      release: (name, doc) => {
+        this.views.delete(name.slice(ACCOUNT_VIEW_PREFIX.length));
+        doc.destroy();
+      },
+    });
     if (old && old !== gen) old.destroy();
     this.opts.logger?.info({ region: this.region, generation: gen.id, seq: this.seqFor({ kind: 'all' }) }, 'serving generation');
     this.emit('swapped', gen.id);
@@ -241,7 +270,7 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     try {
       const answers = await Promise.allSettled(
         this.opts.upstreamUrls.map(async (url) => {
-          const res = await fetch(`${url}/v1/sync/info`, { signal: AbortSignal.timeout(3000) });
+          const res = await fetch(`${url}/v1/sync/info`, { signal: AbortSignal.timeout(3000), headers: { authorization: `Bearer ${this.clusterToken}` } });
           if (!res.ok) throw new Error(`${url}/v1/sync/info answered ${res.status}`);
           return { url, info: (await res.json()) as SyncInfo };
         }),
@@ -276,7 +305,7 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
   private follow(generation: string, url: string): void {
     const cur = this.current;
     if (cur && cur.id === generation) {
-      if (!cur.connected) cur.connect(url, () => this.advanced(), () => void this.discover());
+      if (!cur.connected) cur.connect(url, this.clusterToken, () => this.advanced(), () => void this.discover());
       if (this.next) {
         this.next.destroy();
         this.next = null;
@@ -293,6 +322,7 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     this.next = gen;
     gen.connect(
       url,
+      this.clusterToken,
       () => {
         if (this.next === gen && gen.allSynced) {
           this.next = null;
@@ -303,7 +333,41 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     );
   }
 
+  /**
+   * A per-account view doc for browsers (the shard docs hold many accounts, so a browser with an
+   * account token gets only this): written only by this node, from its own copy, bounded in number.
+   */
+  private openView(gen: Generation, name: string): Y.Doc | undefined {
+    if (!name.startsWith(ACCOUNT_VIEW_PREFIX) || gen !== this.current) return undefined;
+    const id = name.slice(ACCOUNT_VIEW_PREFIX.length);
+    if (!ACCOUNT_ID.test(id)) return undefined;
+    const existing = this.views.get(id);
+    if (existing) return existing.doc;
+    if (this.views.size >= MAX_VIEWS) return undefined;
+    const view = { doc: new Y.Doc({ gc: true }), value: undefined as unknown, seq: -1 };
+    this.views.set(id, view);
+    this.refreshView(id, view);
+    return view.doc;
+  }
+
+  private refreshView(id: string, view: { doc: Y.Doc; value: unknown; seq: number }): void {
+    const value = this.account(id);
+    const seq = this.seqFor({ kind: 'account', id });
+    if (value === view.value && seq === view.seq) return;
+    view.doc.transact(() => {
+      // Yjs hands out the same object until the value changes, so identity is the change test.
+      if (value !== view.value) {
+        if (value === undefined) view.doc.getMap('view').delete('account');
+        else view.doc.getMap('view').set('account', value);
+      }
+      if (seq !== view.seq) view.doc.getMap(STAMP).set('seq', seq);
+    });
+    view.value = value;
+    view.seq = seq;
+  }
+
   private advanced(): void {
+    for (const [id, view] of this.views) this.refreshView(id, view);
     for (const w of this.waiters) if (this.seqFor(w.scope) >= w.minSeq) w.done(true);
     this.emit('advanced');
   }

@@ -1,6 +1,7 @@
 // Covers the core HTTP API via app.request(): POST /v1/commands (validation, limits, idempotency, overload, reject mapping) and the read/status/sync routes.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Hono } from 'hono';
+import { signToken } from '../../src/api/auth.js';
 import { createCoreApp } from '../../src/api/core-app.js';
 import type { Core } from '../../src/core/core.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
@@ -8,6 +9,9 @@ import { BTC, makeCore } from '../core/helpers.js';
 
 const MAX_BODY_BYTES = 4096;
 const MAX_COMMANDS = 10;
+const SECRETS = { jwtSecret: 'core-app-test-jwt-secret-0123456789abcdef', clusterSecret: 'core-app-test-cluster-secret' };
+/** Sent by default: these tests are about everything but auth (test/api/auth.test.ts covers that). */
+const OPERATOR = `Bearer ${await signToken(SECRETS.jwtSecret, { sub: 'ops', role: 'operator' })}`;
 
 const cores: Core[] = [];
 afterEach(() => {
@@ -26,6 +30,7 @@ function setup(overrides: Parameters<typeof makeCore>[0] = {}): { core: Core; ap
     maxBodyBytes: MAX_BODY_BYTES,
     maxCommandsPerRequest: MAX_COMMANDS,
     readLimits: { minSeqWaitMsDefault: 200, minSeqWaitMsMax: 1000 },
+    secrets: SECRETS,
   });
   return { core, app };
 }
@@ -36,7 +41,7 @@ type Json = any;
 async function post(app: Hono, body: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }) {
   const res = await app.request('/v1/commands', {
     method: 'POST',
-    headers,
+    headers: { authorization: OPERATOR, ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await res.text();
@@ -50,7 +55,7 @@ async function post(app: Hono, body: unknown, headers: Record<string, string> = 
 }
 
 async function get(app: Hono, path: string) {
-  const res = await app.request(path);
+  const res = await app.request(path, { headers: { authorization: OPERATOR } });
   return { res, status: res.status, json: (await res.json()) as Json };
 }
 
@@ -204,7 +209,12 @@ describe('POST /v1/commands: bad input never reaches the log', () => {
         controller.close();
       },
     });
-    const res = await app.request('/v1/commands', { method: 'POST', headers: { 'content-type': 'application/json' }, body: stream, duplex: 'half' } as RequestInit);
+    const res = await app.request('/v1/commands', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: OPERATOR },
+      body: stream,
+      duplex: 'half',
+    } as RequestInit);
     expect(res.status).toBe(413);
     expect(((await res.json()) as Json).error.code).toBe('body_too_large');
     expect(core.log.lastSeq()).toBe(0);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../../src/config/schema.js';
 import { startCoreNode, type CoreNode } from '../../src/core/core-node.js';
 import { measureCoreWrites, measureRawSqliteAppend, measureReads, startBareHono } from '../../bench/lib/throughput.js';
+import { operatorToken } from '../e2e/helpers.js';
 
 const DURATION_MS = 500;
 const ACCOUNTS = 8;
@@ -18,6 +19,7 @@ describe('bench/lib/throughput', () => {
   let dir: string;
   let core: CoreNode;
   let writes: Awaited<ReturnType<typeof measureCoreWrites>>;
+  let token: string;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sm-bench-'));
@@ -26,7 +28,8 @@ describe('bench/lib/throughput', () => {
       core: { nodes: [{ name: 'core-a', port: 0, dataDir: join(dir, 'core-a') }] },
     });
     core = await startCoreNode(config, { port: 0, dataDir: join(dir, 'core-a') });
-    writes = await measureCoreWrites({ coreUrl: core.url, durationMs: DURATION_MS, connections: 8, accounts: ACCOUNTS });
+    token = await operatorToken(config);
+    writes = await measureCoreWrites({ coreUrl: core.url, durationMs: DURATION_MS, connections: 8, accounts: ACCOUNTS, token });
   });
 
   afterAll(async () => {
@@ -76,7 +79,7 @@ describe('bench/lib/throughput', () => {
   it('reads the bare hono baseline with 2xx answers only', async () => {
     const objects = new Map<string, unknown>();
     for (let i = 0; i < ACCOUNTS; i++) {
-      const res = await fetch(`${core.url}/v1/accounts/acct-${i}`);
+      const res = await fetch(`${core.url}/v1/accounts/acct-${i}`, { headers: { authorization: `Bearer ${token}` } });
       if (res.ok) objects.set(`acct-${i}`, await res.json());
     }
     expect(objects.size).toBeGreaterThan(0);
@@ -87,6 +90,7 @@ describe('bench/lib/throughput', () => {
         paths: [...objects.keys()].map((id) => `/v1/accounts/${id}`),
         durationMs: DURATION_MS,
         connections: 8,
+        token,
       });
       expect(reads.requests).toBeGreaterThan(0);
       expect(reads.non2xx).toBe(0);

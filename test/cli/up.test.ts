@@ -1,5 +1,6 @@
-// `statemirror up` as a real process: it prints the URL table, serves writes and regional reads,
-// stops cleanly on SIGINT (exit 0), and a second start replays the log to the same seq and hash.
+// `statemirror up` as a real process: it prints the URL table and working demo tokens, serves
+// writes and regional reads (with those tokens), stops cleanly on SIGINT (exit 0), and a second
+// start replays the log to the same seq and hash.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -19,8 +20,15 @@ function writeConfig(): string {
   return path;
 }
 
-/** Starts `up` and resolves with the URLs from its table once it printed them. */
-function startUp(configPath: string): Promise<{ child: ChildProcess; urls: Map<string, string> }> {
+interface Up {
+  child: ChildProcess;
+  urls: Map<string, string>;
+  /** The printed `export NAME_TOKEN=…` values, by NAME (OPERATOR, ALICE). */
+  tokens: Map<string, string>;
+}
+
+/** Starts `up` and resolves with the URLs from its table and the printed tokens. */
+function startUp(configPath: string): Promise<Up> {
   const child = spawn(process.execPath, ['bin/statemirror.js', 'up', '--config', configPath, '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -35,7 +43,9 @@ function startUp(configPath: string): Promise<{ child: ChildProcess; urls: Map<s
       clearTimeout(timer);
       const urls = new Map<string, string>();
       for (const m of out.matchAll(/^(\S+)\s+(http:\/\/127\.0\.0\.1:\d+)/gm)) urls.set(m[1]!, m[2]!);
-      resolve({ child, urls });
+      const tokens = new Map<string, string>();
+      for (const m of out.matchAll(/export (\w+)_TOKEN=(\S+)/g)) tokens.set(m[1]!, m[2]!);
+      resolve({ child, urls, tokens });
     });
     child.once('exit', (code) => reject(new Error(`up exited early with ${code}:\n${out}\n${err}`)));
   });
@@ -61,13 +71,21 @@ describe('statemirror up', () => {
     const configPath = writeConfig();
     const first = await startUp(configPath);
     expect([...first.urls.keys()]).toEqual(['core-a', 'core-b', 'us-east', 'eu-west', 'ap-southeast']);
+    expect([...first.tokens.keys()]).toEqual(['OPERATOR', 'ALICE']);
+    const operator = first.tokens.get('OPERATOR')!;
+    const alice = first.tokens.get('ALICE')!;
     const core = first.urls.get('core-a')!;
-    const w = await post(`${core}/v1/commands`, { clientId: 'cli-1', type: 'deposit', account: 'carol', amount: 4242 });
+    const deposit = { clientId: 'cli-1', type: 'deposit', account: 'carol', amount: 4242 };
+    expect((await post(`${core}/v1/commands`, deposit, null)).status).toBe(401);
+    expect((await post(`${core}/v1/commands`, deposit, alice)).status).toBe(403);
+    const w = await post(`${core}/v1/commands`, deposit, operator);
     expect(w.status).toBe(200);
     expect(first.urls.get('core-a')).toBe(await primaryOf([first.urls.get('core-a')!, first.urls.get('core-b')!]));
-    const far = await get(`${first.urls.get('ap-southeast')}/v1/accounts/carol?minSeq=${w.body.seq}`);
+    const far = await get(`${first.urls.get('ap-southeast')}/v1/accounts/carol?minSeq=${w.body.seq}`, operator);
     expect(far.status).toBe(200);
     expect(far.body.collateral).toBe(4242);
+    expect((await get(`${first.urls.get('ap-southeast')}/v1/accounts/carol`, alice)).status).toBe(403);
+    expect((await get(`${first.urls.get('ap-southeast')}/v1/accounts/carol`, null)).status).toBe(401);
     const before = (await get(`${core}/v1/status`)).body;
     first.child.kill('SIGINT');
     expect(await exitCode(first.child)).toBe(0);
@@ -80,7 +98,7 @@ describe('statemirror up', () => {
       const after = (await get(`${primaryUrl}/v1/status`)).body;
       expect(after.seq).toBe(before.seq + 1);
       expect(after.epoch).toBe(before.epoch + 1);
-      const retry = await post(`${primaryUrl}/v1/commands`, { clientId: 'cli-1', type: 'deposit', account: 'carol', amount: 4242 });
+      const retry = await post(`${primaryUrl}/v1/commands`, deposit, second.tokens.get('OPERATOR')!);
       expect(retry.body).toMatchObject({ seq: w.body.seq, duplicate: true });
     } finally {
       second.child.kill('SIGINT');

@@ -10,7 +10,7 @@ import { startCluster, type Cluster } from '../../src/cli/cluster.js';
 import { startCoreNode } from '../../src/core/core-node.js';
 import { ReadNode } from '../../src/replica/read-node.js';
 import { accountShardDoc, shardOf } from '../../src/publish/layout.js';
-import { get, post, secretsOf, tempDir, testConfig, waitForEvent } from './helpers.js';
+import { get, operatorToken, post, secretsOf, tempDir, testConfig, waitForEvent } from './helpers.js';
 
 const config = testConfig();
 let cluster: Cluster;
@@ -91,6 +91,8 @@ describe('walking skeleton end to end', () => {
       const provider = new WebsocketProvider(`${base.replace('http', 'ws')}/sync/${generation}`, name, doc, {
         WebSocketPolyfill: WebSocket as unknown as typeof globalThis.WebSocket,
         disableBc: true,
+        // Account shards are operator/cluster-only rooms: this client is allowed in, and still may not write.
+        params: { token: await operatorToken(config) },
       });
       await waitForEvent(provider as any, 'sync', (synced: boolean) => synced);
       const dropped = emitter ? waitForEvent(emitter, 'droppedClientMessage', (d: string) => d === name) : null;

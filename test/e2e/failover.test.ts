@@ -191,5 +191,17 @@ describe('failover', () => {
     const ws = new WebSocket(`${nodes.a.url.replace('http', 'ws')}/v1/replication`, { headers: { authorization: 'Bearer wrong-secret-wrong-secret' } });
     const status = await new Promise<number>((resolve) => ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
     expect(status).toBe(401);
+    // With the secret but a frame over the limit, or garbage: that connection is dropped, the
+    // primary stays up and primary.
+    for (const frame of [new Uint8Array(2 * 1024 * 1024), 'not json']) {
+      const peer = new WebSocket(`${nodes.a.url.replace('http', 'ws')}/v1/replication`, { headers: { authorization: `Bearer ${config.replication.clusterSecret}` } });
+      peer.on('error', () => {});
+      await new Promise<void>((resolve) => {
+        peer.on('open', () => peer.send(frame));
+        peer.on('close', () => resolve());
+      });
+    }
+    expect(nodes.a.role).toBe('primary');
+    expect((await post(`${nodes.a.url}/v1/commands`, { clientId: 'still-up', type: 'deposit', account: 'alice', amount: 1 })).status).toBe(200);
   });
 });

@@ -1,9 +1,10 @@
-// Shared helpers for end-to-end tests: a small cluster config, JSON HTTP calls, and bounded waits
-// on events (never sleeps).
+// Shared helpers for end-to-end tests: a small cluster config, tokens, JSON HTTP calls (with an
+// operator token unless told otherwise), and bounded waits on events (never sleeps).
 import type { EventEmitter } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { signToken } from '../../src/api/auth.js';
 import { parseConfig, type Config } from '../../src/config/schema.js';
 
 export function testConfig(
@@ -56,13 +57,27 @@ async function fetchRetry(url: string, init?: RequestInit): Promise<Response> {
   }
 }
 
-export async function post(url: string, body: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetchRetry(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+/** An operator token signed with `config`'s JWT secret (testConfig()'s, i.e. the default, unless given). */
+export const operatorToken = (config: Config = testConfig()): Promise<string> => signToken(config.auth.jwtSecret, { sub: 'operator', role: 'operator' });
+
+/** A token that acts for and reads account `id` only. */
+export const accountToken = (config: Config, id: string): Promise<string> => signToken(config.auth.jwtSecret, { sub: id, role: 'account' });
+
+let defaultToken: Promise<string> | undefined;
+/** `token` undefined: the default operator token; null: no Authorization header. */
+async function authHeader(token: string | null | undefined): Promise<Record<string, string>> {
+  if (token === null) return {};
+  return { authorization: `Bearer ${token ?? (await (defaultToken ??= operatorToken()))}` };
+}
+
+export async function post(url: string, body: unknown, token?: string | null): Promise<{ status: number; body: any }> {
+  const headers = { 'content-type': 'application/json', ...(await authHeader(token)) };
+  const res = await fetchRetry(url, { method: 'POST', headers, body: JSON.stringify(body) });
   return { status: res.status, body: await res.json() };
 }
 
-export async function get(url: string): Promise<{ status: number; body: any; headers: Headers }> {
-  const res = await fetchRetry(url);
+export async function get(url: string, token?: string | null): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetchRetry(url, { headers: await authHeader(token) });
   return { status: res.status, body: await res.json(), headers: res.headers };
 }
 

@@ -12,7 +12,7 @@ import { SqliteCommandLog } from '../../src/log/sqlite-log.js';
 import { replay } from '../../src/core/core.js';
 import { parseConfig } from '../../src/config/schema.js';
 import { mulberry32 } from '../../src/net/prng.js';
-import { tempDir } from '../e2e/helpers.js';
+import { operatorToken, tempDir } from '../e2e/helpers.js';
 
 const SEED = Number(process.env.SIM_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const KILLS = 3;
@@ -41,6 +41,7 @@ describe('SIGKILL the primary under load', () => {
     const configPath = join(dir, 'config.json');
     writeFileSync(configPath, JSON.stringify(raw));
     const config = parseConfig(raw);
+    const authorization = `Bearer ${await operatorToken(config)}`;
     const urls = Object.fromEntries(config.core.nodes.map((n) => [n.name, `http://127.0.0.1:${n.port}`]));
     cluster = new CoreProcesses({ configPath, urls });
     await Promise.all(cluster.names.map((n) => cluster!.start(n)));
@@ -60,7 +61,7 @@ describe('SIGKILL the primary under load', () => {
           try {
             const res = await fetch(`${cluster!.url(target)}/v1/commands`, {
               method: 'POST',
-              headers: { 'content-type': 'application/json' },
+              headers: { 'content-type': 'application/json', authorization },
               body,
               signal: AbortSignal.timeout(3000),
             });

@@ -1,0 +1,42 @@
+// Serves the regional dashboard: an HTML shell and its script, bundled once from ./client.ts with
+// esbuild (cached in memory; the bundle is the same for every request).
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const CLIENT = fileURLToPath(new URL('./client.ts', import.meta.url));
+let bundle: Promise<string> | null = null;
+
+export function dashboardScript(): Promise<string> {
+  bundle ??= build({ entryPoints: [CLIENT], bundle: true, format: 'esm', platform: 'browser', target: 'es2020', minify: true, write: false }).then(
+    (r) => r.outputFiles[0]!.text,
+    (err: unknown) => {
+      bundle = null; // let a later request retry
+      throw err;
+    },
+  );
+  return bundle;
+}
+
+export function dashboardHtml(region: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>statemirror · ${region}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.2em}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:1.5em}table{border-collapse:collapse;width:100%}
+td,th{border-bottom:1px solid #eee;padding:3px 8px;text-align:right}th{background:#f6f6f6}
+.kv span{display:inline-block;min-width:9em}.error{color:#b00}
+</style></head>
+<body>
+<h1>statemirror — region <span id="region">${region}</span></h1>
+<p class="kv"><span>account <b id="account"></b></span><span>seq <b id="seq">–</b></span><span>lag <b id="lag">–</b></span><span id="status">loading…</span></p>
+<p class="kv"><span>collateral <b id="collateral">–</b></span><span>available <b id="available">–</b></span></p>
+<div class="grid">
+<section><h2>Positions</h2><table><thead><tr><th>market</th><th>qty</th><th>avg entry</th><th>realized PnL</th><th>unrealized</th></tr></thead><tbody id="positions"></tbody></table>
+<h2>Open orders</h2><table><thead><tr><th>id</th><th>market</th><th>side</th><th>price</th><th>left</th></tr></thead><tbody id="orders"></tbody></table></section>
+<section><h2>Book <span id="market"></span></h2>
+<table><thead><tr><th colspan="3">bids</th></tr><tr><th>price</th><th>qty</th><th>orders</th></tr></thead><tbody id="book-bids"></tbody></table>
+<table><thead><tr><th colspan="3">asks</th></tr><tr><th>price</th><th>qty</th><th>orders</th></tr></thead><tbody id="book-asks"></tbody></table></section>
+</div>
+<script type="module" src="/dashboard.js"></script>
+</body></html>`;
+}
