@@ -149,6 +149,8 @@ async function main(argv: string[]): Promise<void> {
         `    -d '{"clientId":"d1","type":"deposit","account":"alice","amount":1000000}'`,
         `  curl -s -H "authorization: Bearer $ALICE_TOKEN" '${first.url}/v1/accounts/alice?minSeq=1'`,
         '',
+        "live dashboards (alice's positions, PnL and the book, synced from each region):",
+        ...[...cluster.regions.values()].map((r) => `  ${r.url}/dashboard?account=alice&token=${alice}`),
         '',
       ].join('\n'),
     );
