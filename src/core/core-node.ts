@@ -15,7 +15,7 @@ import { createCoreApp } from '../api/core-app.js';
 import { listen, type RunningServer } from '../api/http-server.js';
 import { SqliteCommandLog } from '../log/sqlite-log.js';
 import type { CommandLog } from '../log/command-log.js';
-import { SyncServer, tokenGate } from '../publish/sync-server.js';
+import { SyncServer, clusterGate } from '../publish/sync-server.js';
 import type { Layout } from '../publish/layout.js';
 import { Core } from './core.js';
 import { Follower } from './follower.js';
@@ -74,7 +74,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     this.layout = { accountShards: config.publish.accountShards, markets: config.domain.markets.map((m) => m.symbol) };
     this.sync = new SyncServer({
       maxConnections: config.readNode.maxConnections,
-      authorize: tokenGate({ jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret }),
+      authorize: clusterGate({ jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret }),
       onRefused: (info) => opts.logger?.warn(info, 'sync room refused'),
     });
   }

@@ -40,6 +40,19 @@ export function tokenGate(secrets: { jwtSecret: string; clusterSecret: string })
   };
 }
 
+/**
+ * The core's gate: its rooms are the source for read nodes, not for browsers, so every room needs
+ * a cluster (replica) or operator token — anonymous peers are refused even for public docs.
+ */
+export function clusterGate(secrets: { jwtSecret: string; clusterSecret: string }): NonNullable<SyncServerOptions['authorize']> {
+  return async (req) => {
+    const claims = await authenticate(tokenFrom(req.headers, req.url), secrets);
+    if (!claims) return { ok: false, status: 401, reason: 'core rooms need a cluster or operator token' };
+    if (claims.role === 'replica' || claims.role === 'operator') return { ok: true };
+    return { ok: false, status: 403, reason: 'core rooms are for read nodes: connect to a regional node' };
+  };
+}
+
 export interface RoomSet {
   generation: string;
   docs: ReadonlyMap<string, Y.Doc>;

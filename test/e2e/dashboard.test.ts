@@ -106,4 +106,17 @@ describe.skipIf(!hasBrowser)('regional dashboard', () => {
     expect(await closeCode('view-bob', alice)).toBe(4403);
     expect(await closeCode('view-alice', 'not-a-jwt')).toBe(4401);
   });
+
+  it("refuses the core's rooms to anyone but read nodes and operators", async () => {
+    const core = cluster.cores[0]!;
+    const generation = (await get(`${core.url}/v1/sync/info`)).body.generation;
+    const closeCode = (room: string, token?: string) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${core.url.replace('http', 'ws')}/sync/${generation}/${room}${token ? `?token=${token}` : ''}`);
+        ws.on('close', (code) => resolve(code));
+        ws.on('error', () => {});
+      });
+    expect(await closeCode('meta')).toBe(4401);
+    expect(await closeCode('mkt-BTC-USD', alice)).toBe(4403);
+  });
 });
