@@ -6,11 +6,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Hono } from 'hono';
 import { sign } from 'hono/jwt';
 import { signToken, type Claims } from '../../src/api/auth.js';
-import { createCoreApp } from '../../src/api/core-app.js';
 import { mountReadRoutes, type ReadModel } from '../../src/api/read-routes.js';
 import type { Core } from '../../src/core/core.js';
 import type { AccountView } from '../../src/domain/types.js';
-import { BTC, makeCore } from '../core/helpers.js';
+import { BTC, coreApp, makeCore } from '../core/helpers.js';
 
 const SECRETS = { jwtSecret: 'auth-test-jwt-secret-0123456789abcdef0123', clusterSecret: 'auth-test-cluster-secret' };
 
@@ -33,17 +32,7 @@ const order = (clientId: string, acct: string, side: 'buy' | 'sell' = 'buy') => 
 async function setup(): Promise<{ core: Core; app: Hono }> {
   const core = makeCore();
   cores.push(core);
-  const app = createCoreApp({
-    core,
-    domain: core.opts.domain,
-    layout: core.opts.layout,
-    bookDepth: core.opts.bookDepth,
-    region: 'core',
-    maxBodyBytes: 65_536,
-    maxCommandsPerRequest: 10,
-    readLimits: { minSeqWaitMsDefault: 200, minSeqWaitMsMax: 1000 },
-    secrets: SECRETS,
-  });
+  const app = coreApp(core, { secrets: SECRETS, maxBodyBytes: 65_536, maxCommandsPerRequest: 10 });
   const seeded = await post(app, { commands: [deposit('seed-a', 'alice', 1_000_000), deposit('seed-b', 'bob', 1_000_000)] }, await operator());
   expect(seeded.status).toBe(200);
   return { core, app };

@@ -2,10 +2,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Hono } from 'hono';
 import { signToken } from '../../src/api/auth.js';
-import { createCoreApp } from '../../src/api/core-app.js';
 import type { Core } from '../../src/core/core.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
-import { BTC, makeCore } from '../core/helpers.js';
+import { BTC, coreApp, makeCore } from '../core/helpers.js';
 
 const MAX_BODY_BYTES = 4096;
 const MAX_COMMANDS = 10;
@@ -21,17 +20,7 @@ afterEach(() => {
 function setup(overrides: Parameters<typeof makeCore>[0] = {}): { core: Core; app: Hono } {
   const core = makeCore(overrides);
   cores.push(core);
-  const app = createCoreApp({
-    core,
-    domain: core.opts.domain,
-    layout: core.opts.layout,
-    bookDepth: core.opts.bookDepth,
-    region: 'core',
-    maxBodyBytes: MAX_BODY_BYTES,
-    maxCommandsPerRequest: MAX_COMMANDS,
-    readLimits: { minSeqWaitMsDefault: 200, minSeqWaitMsMax: 1000 },
-    secrets: SECRETS,
-  });
+  const app = coreApp(core, { secrets: SECRETS, maxBodyBytes: MAX_BODY_BYTES, maxCommandsPerRequest: MAX_COMMANDS });
   return { core, app };
 }
 

@@ -1,5 +1,6 @@
 // Test helpers for Core-level tests (core, api, publish): a standard Core factory, temp dirs and
 // bounded waits. Not a test file itself (no .test suffix).
+import { createCoreApp } from '../../src/api/core-app.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,4 +92,19 @@ export function commandStream(rnd: () => number, n: number, accounts: readonly s
     }
   }
   return out.slice(0, n);
+}
+
+/** The core's HTTP app over `core`, as CoreNode builds it, for app.request() tests. */
+export function coreApp(core: Core, opts: { secrets: { jwtSecret: string; clusterSecret: string }; maxBodyBytes: number; maxCommandsPerRequest: number }) {
+  return createCoreApp({
+    core,
+    domain: core.opts.domain,
+    layout: core.opts.layout,
+    bookDepth: core.opts.bookDepth,
+    region: 'core',
+    maxBodyBytes: opts.maxBodyBytes,
+    maxCommandsPerRequest: opts.maxCommandsPerRequest,
+    readLimits: { minSeqWaitMsDefault: 200, minSeqWaitMsMax: 1000 },
+    secrets: opts.secrets,
+  });
 }

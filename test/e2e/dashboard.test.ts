@@ -24,6 +24,17 @@ let dir: string;
 let operator: string;
 let alice: string;
 
+/** Opens a room of `base`'s current generation and resolves with the code it gets closed with. */
+async function roomCloser(base: string): Promise<(room: string, token?: string) => Promise<number>> {
+  const generation = (await get(`${base}/v1/sync/info`)).body.generation;
+  return (room, token) =>
+    new Promise<number>((resolve) => {
+      const ws = new WebSocket(`${base.replace('http', 'ws')}/sync/${generation}/${room}${token ? `?token=${token}` : ''}`);
+      ws.on('close', (code) => resolve(code));
+      ws.on('error', () => {});
+    });
+}
+
 async function write(body: unknown): Promise<any> {
   const res = await fetch(`${cluster.cores[0]!.url}/v1/commands`, {
     method: 'POST',
@@ -93,14 +104,7 @@ describe.skipIf(!hasBrowser)('regional dashboard', () => {
   });
 
   it('refuses shard rooms to account tokens and every account room to anonymous peers', async () => {
-    const near = cluster.regions.get('near')!;
-    const generation = (await get(`${near.url}/v1/sync/info`)).body.generation;
-    const closeCode = (room: string, token?: string) =>
-      new Promise<number>((resolve) => {
-        const ws = new WebSocket(`${near.url.replace('http', 'ws')}/sync/${generation}/${room}${token ? `?token=${token}` : ''}`);
-        ws.on('close', (code) => resolve(code));
-        ws.on('error', () => {});
-      });
+    const closeCode = await roomCloser(cluster.regions.get('near')!.url);
     expect(await closeCode(accountShardDoc(shardOf('alice', config.publish.accountShards)), alice)).toBe(4403);
     expect(await closeCode('view-alice')).toBe(4401);
     expect(await closeCode('view-bob', alice)).toBe(4403);
@@ -108,14 +112,7 @@ describe.skipIf(!hasBrowser)('regional dashboard', () => {
   });
 
   it("refuses the core's rooms to anyone but read nodes and operators", async () => {
-    const core = cluster.cores[0]!;
-    const generation = (await get(`${core.url}/v1/sync/info`)).body.generation;
-    const closeCode = (room: string, token?: string) =>
-      new Promise<number>((resolve) => {
-        const ws = new WebSocket(`${core.url.replace('http', 'ws')}/sync/${generation}/${room}${token ? `?token=${token}` : ''}`);
-        ws.on('close', (code) => resolve(code));
-        ws.on('error', () => {});
-      });
+    const closeCode = await roomCloser(cluster.cores[0]!.url);
     expect(await closeCode('meta')).toBe(4401);
     expect(await closeCode('mkt-BTC-USD', alice)).toBe(4403);
   });

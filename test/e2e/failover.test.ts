@@ -45,6 +45,22 @@ async function pair(dir: string, cfg = config) {
   return nodes;
 }
 
+/** A read node following both core nodes (no link delay), stopped after the test. */
+async function regionNode(upstreamUrls: string[]): Promise<ReadNode> {
+  const region = new ReadNode({
+    region: 'near',
+    upstreamUrls,
+    layout: { accountShards: config.publish.accountShards, markets: ['BTC-USD', 'ETH-USD'] },
+    readLimits: config.readNode,
+    secrets: secretsOf(config),
+    maxConnections: 64,
+    discoveryIntervalMs: 50,
+  });
+  await region.start();
+  cleanups.push(() => region.stop());
+  return region;
+}
+
 function logOf(node: CoreNode): LogEntry[] {
   return [...node.log.entriesFrom(1)];
 }
@@ -57,17 +73,7 @@ describe('failover', () => {
     expect(nodes.a.role).toBe('primary');
     expect(nodes.b.role).toBe('standby');
 
-    const region = new ReadNode({
-      region: 'near',
-      upstreamUrls: [nodes.a.url, nodes.b.url],
-      layout: { accountShards: config.publish.accountShards, markets: ['BTC-USD', 'ETH-USD'] },
-      readLimits: config.readNode,
-      secrets: secretsOf(config),
-      maxConnections: 64,
-      discoveryIntervalMs: 50,
-    });
-    await region.start();
-    cleanups.push(() => region.stop());
+    const region = await regionNode([nodes.a.url, nodes.b.url]);
 
     const w1 = await post(`${nodes.a.url}/v1/commands`, { clientId: 'w1', type: 'deposit', account: 'alice', amount: 100 });
     expect(w1.status).toBe(200);
@@ -111,17 +117,7 @@ describe('failover', () => {
     const dir = tempDir('sm-partition-');
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const nodes = await pair(dir);
-    const region = new ReadNode({
-      region: 'near',
-      upstreamUrls: [nodes.a.url, nodes.b.url],
-      layout: { accountShards: config.publish.accountShards, markets: ['BTC-USD', 'ETH-USD'] },
-      readLimits: config.readNode,
-      secrets: secretsOf(config),
-      maxConnections: 64,
-      discoveryIntervalMs: 50,
-    });
-    await region.start();
-    cleanups.push(() => region.stop());
+    const region = await regionNode([nodes.a.url, nodes.b.url]);
     const acked = new Map<string, number>();
     for (let i = 0; i < 5; i++) {
       const r = await post(`${nodes.a.url}/v1/commands`, { clientId: `pre-${i}`, type: 'deposit', account: 'alice', amount: 10 });
