@@ -71,12 +71,21 @@ async function connect(): Promise<void> {
   });
 }
 
+let lastMetaSeq = -1;
+
 function renderAll(meta: Y.Doc, view: Y.Doc, book: Y.Doc): void {
   const m = meta.getMap('meta');
   const commitTs = m.get('tsMs');
+  const metaSeq = m.get('seq');
   const seq = view.getMap('stamp').get('seq');
   text('seq', seq === undefined ? '–' : String(seq));
-  text('lag', typeof commitTs === 'number' ? `${Math.max(0, Date.now() - commitTs)} ms since last commit` : '–');
+  // Lag = when a commit reached this page − when the core committed it (one machine, one clock in
+  // the local cluster; across machines this needs synchronised clocks).
+  if (typeof metaSeq === 'number' && metaSeq !== lastMetaSeq && typeof commitTs === 'number') {
+    if (lastMetaSeq !== -1) text('lag', `${Math.max(0, Date.now() - commitTs)} ms`);
+    lastMetaSeq = metaSeq;
+  }
+  if (typeof commitTs === 'number') text('since', `${Math.round(Math.max(0, Date.now() - commitTs) / 1000)} s ago`);
   const a = view.getMap('view').get('account') as AccountView | undefined;
   text('account', account);
   const bids = (book.getMap('book').get('bids') as Level[] | undefined) ?? [];
@@ -106,9 +115,9 @@ function renderAll(meta: Y.Doc, view: Y.Doc, book: Y.Doc): void {
 }
 
 setInterval(() => {
-  // Keep "ms since last commit" moving while nothing changes.
+  // Keep "last commit … ago" moving while nothing changes.
   const m = session?.docs[0]?.getMap('meta').get('tsMs');
-  if (typeof m === 'number') text('lag', `${Math.max(0, Date.now() - m)} ms since last commit`);
-}, 500);
+  if (typeof m === 'number') text('since', `${Math.round(Math.max(0, Date.now() - m) / 1000)} s ago`);
+}, 1000);
 
 void connect();

@@ -24,11 +24,11 @@ export function dashboardHtml(region: string): string {
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.2em}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:1.5em}table{border-collapse:collapse;width:100%}
 td,th{border-bottom:1px solid #eee;padding:3px 8px;text-align:right}th{background:#f6f6f6}
-.kv span{display:inline-block;min-width:9em}.error{color:#b00}
+.kv span{display:inline-block;margin-right:2em}.error{color:#b00}
 </style></head>
 <body>
 <h1>statemirror — region <span id="region">${region}</span></h1>
-<p class="kv"><span>account <b id="account"></b></span><span>seq <b id="seq">–</b></span><span>lag <b id="lag">–</b></span><span id="status">loading…</span></p>
+<p class="kv"><span>account <b id="account"></b></span><span>seq <b id="seq">–</b></span><span>lag <b id="lag">–</b></span><span>last commit <b id="since">–</b></span><span id="status">loading…</span></p>
 <p class="kv"><span>collateral <b id="collateral">–</b></span><span>available <b id="available">–</b></span></p>
 <div class="grid">
 <section><h2>Positions</h2><table><thead><tr><th>market</th><th>qty</th><th>avg entry</th><th>realized PnL</th><th>unrealized</th></tr></thead><tbody id="positions"></tbody></table>
