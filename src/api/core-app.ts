@@ -8,8 +8,8 @@ import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';
 import type { Core } from '../core/core.js';
 import { HaltedError, OverloadedError, type Outcome, type Submission } from '../core/sequencer.js';
-import type { Command, DomainConfig } from '../domain/types.js';
-import { docNames, type Layout } from '../publish/layout.js';
+import type { Command, DomainConfig, TradeView } from '../domain/types.js';
+import { TRADES, docNames, marketDoc, type Layout } from '../publish/layout.js';
 import { authenticate, authorizeCommand, tokenFrom } from './auth.js';
 import { REJECT_HTTP, errorBody, requestError } from './errors.js';
 import { mountReadRoutes, type ReadLimits, type ReadModel, type ReadScope } from './read-routes.js';
@@ -87,7 +87,11 @@ export function coreReadModel(
     account: (id) => core().machine.account(id),
     hasMarket: (symbol) => markets.has(symbol),
     book: (symbol) => core().machine.book(symbol, bookDepth),
-    trades: () => [], // trades live in the published market docs; the core keeps no history in memory
+    // The state machine keeps no trade history; the published market doc holds the last ones.
+    trades: (symbol, limit) => {
+      const arr = core().publisher.doc(marketDoc(symbol)).getArray<TradeView>(TRADES);
+      return limit === 0 ? [] : arr.slice(Math.max(0, arr.length - limit));
+    },
     status: () => {
       const c = core();
       return {

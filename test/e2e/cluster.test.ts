@@ -62,6 +62,7 @@ describe('walking skeleton end to end', () => {
       expect(book.body).toEqual({ market: 'BTC-USD', bids: [], asks: [{ price: 30_000, qty: 1, orders: 1 }] });
       const trades = await get(`${url}/v1/markets/BTC-USD/trades?minSeq=${seq}`);
       expect(trades.body.trades).toHaveLength(1);
+      expect(trades.body).toEqual((await get(`${core}/v1/markets/BTC-USD/trades`)).body);
       const st = await get(`${url}/v1/status?minSeq=${seq}`);
       expect(st.body.stateHash).toBe(status.body.stateHash);
       expect(st.body.seq).toBe(seq);
