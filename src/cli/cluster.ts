@@ -62,6 +62,7 @@ export async function startRegion(config: Config, region: RegionConfig, opts: Re
     readLimits: config.readNode,
     maxConnections: config.readNode.maxConnections,
     secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
+    retireGraceMs: config.publish.compactGraceMs,
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(opts.discoveryIntervalMs ? { discoveryIntervalMs: opts.discoveryIntervalMs } : {}),
   });

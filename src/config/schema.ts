@@ -69,6 +69,8 @@ export const ConfigSchema = z.strictObject({
      */
     compactTombstonesPerAccount: int(1, 1_000_000).default(8),
     compactTombstonesMin: int(0, 1_000_000_000).default(250_000),
+    /** How long a compacted-away generation is still served and published (reader handover). */
+    compactGraceMs: int(0, 600_000).default(15_000),
   }),
   readNode: z
     .strictObject({

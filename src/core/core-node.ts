@@ -228,9 +228,16 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     this.core = core;
     replicator?.on('fenced', () => this.stepDown());
     this.sync.serve({ generation: core.publisher.generation, docs: core.publisher.docs });
-    // Compaction: readers see their rooms close (4410), rediscover, and swap once the new one synced.
-    core.on('generation', (p) => {
-      if (this.core === core) this.sync.serve({ generation: p.generation, docs: p.docs });
+    // Compaction: both generations are served for a grace period; readers discover the new one,
+    // sync it in the background while the old keeps streaming, and swap. Then the old retires.
+    core.on('generation', (next, old) => {
+      if (this.core !== core) return;
+      this.sync.serve({ generation: next.generation, docs: next.docs }, { keepPrevious: true });
+      const timer = setTimeout(() => {
+        this.sync.retire(old.generation);
+        core.retire(old);
+      }, config.publish.compactGraceMs);
+      timer.unref();
     });
     this.setRole('primary');
     core.startEpoch().catch((err: unknown) => this.opts.logger?.warn({ err: String(err) }, 'epoch start not committed'));

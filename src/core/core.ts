@@ -65,7 +65,7 @@ export function replay(domain: DomainConfig, log: CommandLog): HashedMachine {
 
 export const COMPACTION_DEFAULT = { tombstonesPerAccount: 8, tombstonesMin: 250_000 };
 
-export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation: [Publisher] }> {
+export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation: [Publisher, Publisher] }> {
   readonly log: CommandLog;
   readonly hashed: HashedMachine;
   private pub: Publisher;
@@ -76,6 +76,8 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
   private committedSeq: Seq;
   readonly startedAtMs = Date.now();
   readonly replayedEntries: number;
+  /** Generations replaced by a compaction, still published until retired (bounded by the grace). */
+  private readonly retiring: Publisher[] = [];
 
   constructor(readonly opts: CoreOptions) {
     super();
@@ -140,6 +142,9 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     this.hash = batch.entries[batch.entries.length - 1]!.stateHash;
     const last = batch.entries[batch.entries.length - 1]!;
     this.pub.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch);
+    // Retiring generations keep receiving every batch until retired, so readers still on them
+    // keep advancing while they sync the new one (no stall at a compaction).
+    for (const old of this.retiring) old.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch);
     const { tombstonesPerAccount, tombstonesMin } = this.opts.compaction ?? COMPACTION_DEFAULT;
     if (this.pub.tombstones > Math.max(tombstonesMin, tombstonesPerAccount * this.machine.accountCount())) {
       // Called synchronously after the batch: the machine holds exactly the committed state.
@@ -147,16 +152,25 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
       this.pub = new Publisher({ machine: this.machine, layout: this.opts.layout, bookDepth: this.opts.bookDepth, tradesKept: this.opts.tradesKept });
       this.pub.copyTrades(old);
       this.pub.publishAll(this.hash, last.tsMs, this.epoch);
-      this.emit('generation', this.pub);
-      old.destroy();
+      this.retiring.push(old);
+      this.emit('generation', this.pub, old);
     }
     this.emit('committed', batch);
+  }
+
+  /** Stops publishing a generation replaced by a compaction (after the handover grace). */
+  retire(old: Publisher): void {
+    const i = this.retiring.indexOf(old);
+    if (i < 0) return;
+    this.retiring.splice(i, 1);
+    old.destroy();
   }
 
   /** Stops sequencing and publishing; the log stays open (the node may rejoin as standby). */
   stop(reason: string): void {
     this.sequencer.stop(reason);
     this.pub.destroy();
+    for (const old of this.retiring.splice(0)) old.destroy();
   }
 
   /** Stops and closes the log. */

@@ -56,7 +56,10 @@ export function clusterGate(secrets: { jwtSecret: string; clusterSecret: string 
 export interface RoomSet {
   generation: string;
   docs: ReadonlyMap<string, Y.Doc>;
-  /** Docs made on demand (a read node's per-account views); called only after authorization. */
+  /**
+   * Docs made on demand (a read node's per-account views); called only after authorization, once
+   * per room (not per connection), paired with one release() when the room empties or retires.
+   */
   resolve?: (name: string) => Y.Doc | undefined;
   /** Called when the last connection to a doc from `resolve` closes. */
   release?: (name: string, doc: Y.Doc) => void;
@@ -82,10 +85,16 @@ interface Room {
 
 const PATH = /^\/sync\/([A-Za-z0-9-]{1,64})\/([A-Za-z0-9_.-]{1,80})$/;
 
+interface Served {
+  set: RoomSet;
+  rooms: Map<string, Room>;
+}
+
 export class SyncServer {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
-  private rooms = new Map<string, Room>();
-  private current: RoomSet | null = null;
+  /** The current generation and any retiring ones still served during a handover. */
+  private readonly served = new Map<string, Served>();
+  private currentGeneration: string | null = null;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly alive = new WeakMap<WebSocket, boolean>();
   droppedClientMessages = 0;
@@ -101,18 +110,35 @@ export class SyncServer {
   }
 
   get generation(): string | null {
-    return this.current?.generation ?? null;
+    return this.currentGeneration;
   }
 
-  /** Serves a (new) generation; connections to any other generation are closed with 4410. */
-  serve(set: RoomSet): void {
-    const previous = this.rooms;
-    const previousSet = this.current;
-    this.current = set;
-    this.rooms = new Map();
-    for (const [name, room] of previous) {
+  /** Generations served right now (the current one first). */
+  get generations(): string[] {
+    const rest = [...this.served.keys()].filter((g) => g !== this.currentGeneration);
+    return this.currentGeneration ? [this.currentGeneration, ...rest] : rest;
+  }
+
+  /**
+   * Serves a (new) generation. By default every other generation is retired at once (its
+   * connections closed with 4410). With keepPrevious, the others stay served and keep streaming
+   * until retire(): a handover, so readers keep advancing while they sync the new generation.
+   */
+  serve(set: RoomSet, opts: { keepPrevious?: boolean } = {}): void {
+    this.served.set(set.generation, { set, rooms: new Map() });
+    this.currentGeneration = set.generation;
+    if (!opts.keepPrevious) for (const g of [...this.served.keys()]) if (g !== set.generation) this.retire(g);
+  }
+
+  /** Stops serving `generation`: its connections close with 4410, on-demand docs are released. */
+  retire(generation: string): void {
+    const served = this.served.get(generation);
+    if (!served) return;
+    this.served.delete(generation);
+    if (this.currentGeneration === generation) this.currentGeneration = null;
+    for (const [name, room] of served.rooms) {
       room.doc.off('update', room.onUpdate);
-      if (previousSet && !previousSet.docs.has(name)) previousSet.release?.(name, room.doc);
+      if (!served.set.docs.has(name)) served.set.release?.(name, room.doc);
       for (const ws of room.conns) ws.close(CLOSE_GENERATION_GONE, 'generation gone');
     }
   }
@@ -152,17 +178,19 @@ export class SyncServer {
 
   private accept(ws: WebSocket, generation: string, docName: string): void {
     ws.binaryType = 'nodebuffer';
-    const set = this.current;
-    if (set === null || set.generation !== generation) {
+    const served = this.served.get(generation);
+    if (!served) {
       ws.close(CLOSE_GENERATION_GONE, 'generation gone');
       return;
     }
-    const doc = set.docs.get(docName) ?? set.resolve?.(docName);
+    const { set } = served;
+    // resolve() only when the room doesn't exist yet: resolve/release pair up per room.
+    const doc = set.docs.get(docName) ?? served.rooms.get(docName)?.doc ?? set.resolve?.(docName);
     if (doc === undefined) {
       ws.close(CLOSE_UNKNOWN_DOC, 'unknown doc');
       return;
     }
-    const room = this.room(docName, doc);
+    const room = this.room(served, docName, doc);
     room.conns.add(ws);
     this.alive.set(ws, true);
     ws.on('pong', () => this.alive.set(ws, true));
@@ -170,17 +198,17 @@ export class SyncServer {
     ws.on('close', () => {
       room.conns.delete(ws);
       // On-demand docs live only while someone watches them.
-      if (room.conns.size === 0 && !set.docs.has(docName) && this.rooms.get(docName) === room) {
+      if (room.conns.size === 0 && !set.docs.has(docName) && served.rooms.get(docName) === room) {
         room.doc.off('update', room.onUpdate);
-        this.rooms.delete(docName);
+        served.rooms.delete(docName);
         set.release?.(docName, room.doc);
       }
     });
     // Server's step1 is deliberately not sent: we never want the client's state.
   }
 
-  private room(name: string, doc: Y.Doc): Room {
-    const existing = this.rooms.get(name);
+  private room(served: Served, name: string, doc: Y.Doc): Room {
+    const existing = served.rooms.get(name);
     if (existing) return existing;
     const room: Room = {
       doc,
@@ -194,7 +222,7 @@ export class SyncServer {
       },
     };
     doc.on('update', room.onUpdate);
-    this.rooms.set(name, room);
+    served.rooms.set(name, room);
     return room;
   }
 
@@ -251,8 +279,7 @@ export class SyncServer {
 
   close(): void {
     clearInterval(this.heartbeat);
-    for (const room of this.rooms.values()) room.doc.off('update', room.onUpdate);
-    this.rooms.clear();
+    for (const g of [...this.served.keys()]) this.retire(g);
     for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
   }

@@ -48,6 +48,8 @@ export interface ReadNodeOptions {
   maxConnections: number;
   /** User JWT secret (reads, browser rooms) and cluster secret (this node's upstream links). */
   secrets: { jwtSecret: string; clusterSecret: string };
+  /** How long a replaced generation is still served to downstream readers (handover). */
+  retireGraceMs?: number;
   /** How often the upstream's generation is checked (also checked at once when a room closes). */
   discoveryIntervalMs?: number;
   logger?: Logger;
@@ -148,7 +150,9 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
   private readonly names: string[];
   private stopped = false;
   private lastDiscoveryError: string | null = null;
-  private readonly views = new Map<string, { doc: Y.Doc; value: unknown; seq: number }>();
+  private readonly views = new Map<string, { doc: Y.Doc; value: unknown; seq: number; refs: number }>();
+  /** Generations replaced by a newer one, still served until their grace timer retires them. */
+  private readonly retiring = new Map<Generation, NodeJS.Timeout>();
   private clusterToken = '';
   /** Upstream's seq at the last discovery poll (a lower bound of what exists). */
   private upstreamSeq = 0;
@@ -240,7 +244,8 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     for (const [name, doc] of gen.docs) {
       if (persistWhole) this.store?.compact(gen.id, name, Y.encodeStateAsUpdate(doc));
       doc.on('update', (update: Uint8Array, origin: unknown) => {
-        if (origin !== LOAD_ORIGIN && this.store) {
+        // Only the served generation is persisted; a retiring one just streams until it retires.
+        if (origin !== LOAD_ORIGIN && this.store && this.current === gen) {
           this.store.append(gen.id, name, update);
           if (this.store.needsCompaction(gen.id, name)) this.store.compact(gen.id, name, Y.encodeStateAsUpdate(doc));
         }
@@ -248,17 +253,17 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
       });
     }
     this.store?.setServing(gen.id);
-    this.views.clear();
-    this.sync.serve({
-      generation: gen.id,
-      docs: gen.docs,
-      resolve: (name) => this.openView(gen, name),
-      release: (name, doc) => {
-        this.views.delete(name.slice(ACCOUNT_VIEW_PREFIX.length));
-        doc.destroy();
-      },
-    });
-    if (old && old !== gen) old.destroy();
+    // Handover: the previous generation stays served (and keeps syncing from upstream) for a
+    // grace period, so downstream regions keep advancing while they sync this one.
+    this.sync.serve({ generation: gen.id, docs: gen.docs, resolve: (name) => this.openView(name), release: (name) => this.closeView(name) }, { keepPrevious: true });
+    if (old && old !== gen) {
+      const timer = setTimeout(() => {
+        this.retiring.delete(old);
+        this.sync.retire(old.id);
+        old.destroy();
+      }, this.opts.retireGraceMs ?? 15_000);
+      this.retiring.set(old, timer);
+    }
     this.opts.logger?.info({ region: this.region, generation: gen.id, seq: this.seqFor({ kind: 'all' }) }, 'serving generation');
     this.emit('swapped', gen.id);
     this.advanced();
@@ -337,17 +342,30 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
    * A per-account view doc for browsers (the shard docs hold many accounts, so a browser with an
    * account token gets only this): written only by this node, from its own copy, bounded in number.
    */
-  private openView(gen: Generation, name: string): Y.Doc | undefined {
-    if (!name.startsWith(ACCOUNT_VIEW_PREFIX) || gen !== this.current) return undefined;
+  private openView(name: string): Y.Doc | undefined {
+    if (!name.startsWith(ACCOUNT_VIEW_PREFIX)) return undefined;
     const id = name.slice(ACCOUNT_VIEW_PREFIX.length);
     if (!ACCOUNT_ID.test(id)) return undefined;
+    // View docs are written only by this node, so one doc serves the account's room in every
+    // generation being served (refs counts those rooms).
     const existing = this.views.get(id);
-    if (existing) return existing.doc;
+    if (existing) {
+      existing.refs += 1;
+      return existing.doc;
+    }
     if (this.views.size >= MAX_VIEWS) return undefined;
-    const view = { doc: new Y.Doc({ gc: true }), value: undefined as unknown, seq: -1 };
+    const view = { doc: new Y.Doc({ gc: true }), value: undefined as unknown, seq: -1, refs: 1 };
     this.views.set(id, view);
     this.refreshView(id, view);
     return view.doc;
+  }
+
+  private closeView(name: string): void {
+    const id = name.slice(ACCOUNT_VIEW_PREFIX.length);
+    const view = this.views.get(id);
+    if (!view || --view.refs > 0) return;
+    this.views.delete(id);
+    view.doc.destroy();
   }
 
   private refreshView(id: string, view: { doc: Y.Doc; value: unknown; seq: number }): void {
@@ -474,6 +492,11 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
     if (this.discoveryTimer) clearInterval(this.discoveryTimer);
     for (const w of [...this.waiters]) w.done(false);
     this.next?.destroy();
+    for (const [gen, timer] of this.retiring) {
+      clearTimeout(timer);
+      gen.destroy();
+    }
+    this.retiring.clear();
     this.current?.destroy();
     await this.server?.close();
     this.store?.close();

@@ -6,7 +6,7 @@ import { rmSync } from 'node:fs';
 import { startCluster, type Cluster } from '../../src/cli/cluster.js';
 import { get, post, tempDir, testConfig } from './helpers.js';
 
-const config = testConfig({ publish: { compactTombstonesPerAccount: 2, compactTombstonesMin: 0 } });
+const config = testConfig({ publish: { compactTombstonesPerAccount: 2, compactTombstonesMin: 0, compactGraceMs: 300 } });
 let cluster: Cluster;
 let dir: string;
 

@@ -139,6 +139,25 @@ describe('SyncServer', () => {
     expect(await code).toBe(CLOSE_GENERATION_GONE);
   });
 
+  it('keeps a previous generation streaming during a handover until it is retired', async () => {
+    const ws = connect('/sync/gen-1/d');
+    await opened(ws);
+    sync.serve({ generation: 'gen-2', docs: new Map([['d', new Y.Doc()]]) }, { keepPrevious: true });
+    expect(sync.generations).toEqual(['gen-2', 'gen-1']);
+    const mirror = new Y.Doc();
+    Y.applyUpdate(mirror, Y.encodeStateAsUpdate(doc));
+    const update = nextMessage(ws);
+    doc.getMap('m').set('k', 9);
+    applyServerMessage(await update, mirror);
+    expect(mirror.getMap('m').get('k')).toBe(9);
+    const late = connect('/sync/gen-1/d');
+    await opened(late);
+    const codes = Promise.all([closed(ws), closed(late)]);
+    sync.retire('gen-1');
+    expect(await codes).toEqual([CLOSE_GENERATION_GONE, CLOSE_GENERATION_GONE]);
+    expect(sync.generations).toEqual(['gen-2']);
+  });
+
   it('refuses connections over the limit with 429 and unknown paths with 404', async () => {
     const conns = [connect('/sync/gen-1/d'), connect('/sync/gen-1/d'), connect('/sync/gen-1/d')];
     await Promise.all(conns.map(opened));
