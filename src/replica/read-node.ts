@@ -2,10 +2,11 @@
 // region acting as a relay) over y-websocket, persists them locally, serves reads over HTTP from
 // its local copy and re-serves the docs as read-only rooms to browsers and downstream regions.
 // Invariants:
-// - It only ever holds docs of one upstream generation per Generation object, and serves exactly
-//   one at a time. A new generation (core restart, failover) is synced in the background and
-//   swapped in only once every doc has synced, so reads never see a half-built copy; until then the
-//   previous, consistent copy keeps serving.
+// - It only ever holds docs of one upstream generation per Generation object, and answers reads
+//   from exactly one. A new generation (core restart, failover, compaction) is synced in the
+//   background and swapped in only once every doc has synced, so reads never see a half-built copy;
+//   until then the previous, consistent copy keeps serving, and after the swap it is still served
+//   to downstream readers for a grace period (handover).
 // - Nothing is written to the docs except what arrives from upstream; its own rooms drop client
 //   updates (SyncServer).
 // - Completeness per doc is computed from stamps (layout.completeSeq), so `minSeq` is exact.
@@ -235,7 +236,8 @@ export class ReadNode extends EventEmitter<{ advanced: []; swapped: [string]; dr
   }
 
   /**
-   * Makes `gen` the served generation (it must be complete), dropping the previous one. A freshly
+   * Makes `gen` the served generation (it must be complete); the previous one is retired after the
+   * handover grace. A freshly
    * synced generation is written to the store whole first: its updates arrived before this listener.
    */
   private install(gen: Generation, persistWhole = false): void {
