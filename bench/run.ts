@@ -135,7 +135,7 @@ async function post(url: string, body: unknown, token: string): Promise<{ status
   return { status: res.status, json: await res.json() };
 }
 
-async function lagPhase(config: Config, cluster: Cluster): Promise<{ rows: LagRow[]; sent: number; rejectedHttp: number; saturated: number; redisNote: string | null; wallS: number }> {
+async function lagPhase(config: Config, cluster: Cluster): Promise<{ rows: LagRow[]; failovers: number; sent: number; rejectedHttp: number; saturated: number; redisNote: string | null; wallS: number }> {
   const primary = cluster.primary()!;
   const core = primary.core!;
   const rng = mulberry32(opts.seed);
@@ -291,7 +291,9 @@ async function lagPhase(config: Config, cluster: Cluster): Promise<{ rows: LagRo
     redis: redis ? summarize(lag.histogramOf(`redis:${r.config.name}`)) : null,
     reads: summarize(readHists.get(r.config.name)!),
   }));
-  return { rows, sent, rejectedHttp, saturated, redisNote, wallS };
+  // A failover during the load would show as lag spikes and refused writes: say so in the report.
+  const failovers = (cluster.primary()?.core?.epoch ?? core.epoch) - core.epoch;
+  return { rows, sent, rejectedHttp, saturated, redisNote, wallS, failovers };
 }
 
 /** Runs the configured core nodes as real processes on free ports for the duration of `fn`. */
@@ -409,7 +411,10 @@ async function main(): Promise<void> {
   log('phase 3/5: read throughput vs bare hono');
   const region = [...cluster.regions.values()][0]!;
   const ids = Array.from({ length: Math.min(opts.accounts, 500) }, (_, i) => `bench-${i}`);
-  const objects = new Map(ids.map((id) => [id, primary.core!.machine.account(id)]));
+  // Whichever node is primary now (the lag phase's load may have moved it): the same objects.
+  const current = cluster.primary()?.core;
+  if (!current) throw new Error('no primary core for the read phase');
+  const objects = new Map(ids.map((id) => [id, current.machine.account(id)]));
   const paths = ids.map((id) => `/v1/accounts/${id}`);
   const reads = await measureReads({ baseUrl: region.url, paths, durationMs: opts.throughputS * 1000, connections: 32, token });
   const bare = await startBareHono(objects);
@@ -437,7 +442,7 @@ async function main(): Promise<void> {
   const md = [
     `# statemirror benchmark — ${startedAt.toISOString()}`,
     '',
-    `node ${process.version}, ${availableParallelism()} cpus; seed ${opts.seed}; load ${opts.rate} cmds/s for ${opts.durationS} s over ${opts.accounts} accounts (${lagResult.sent} sent, ${lagResult.rejectedHttp} refused/failed, ${lagResult.saturated} skipped at the in-flight cap); reads ${opts.readRate}/s per region; replication ${config.replication.mode}.`,
+    `node ${process.version}, ${availableParallelism()} cpus; seed ${opts.seed}; load ${opts.rate} cmds/s for ${opts.durationS} s over ${opts.accounts} accounts (${lagResult.sent} sent, ${lagResult.rejectedHttp} refused/failed, ${lagResult.saturated} skipped at the in-flight cap); reads ${opts.readRate}/s per region; replication ${config.replication.mode}; failovers during the load: ${lagResult.failovers}.`,
     '',
     '## 1. Commit→visible lag per region (ms: p50 / p99 / p999)',
     '',

@@ -39,6 +39,8 @@ export class Follower extends EventEmitter<{ promote: []; diverged: [Error]; app
   private caughtUp = false;
   private state: FollowerState = 'connecting';
   private readonly watchdog: NodeJS.Timeout;
+  private readonly checkEveryMs: number;
+  private lastCheckMs: number;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private primaryNode: string | null = null;
 
@@ -46,7 +48,9 @@ export class Follower extends EventEmitter<{ promote: []; diverged: [Error]; app
     super();
     this.machine = opts.machine ?? replay(opts.domain, opts.log);
     this.machine.drainEffects();
-    this.watchdog = setInterval(() => this.check(), Math.max(5, Math.floor(opts.heartbeatMs / 2)));
+    this.checkEveryMs = Math.max(5, Math.floor(opts.heartbeatMs / 2));
+    this.lastCheckMs = Date.now();
+    this.watchdog = setInterval(() => this.check(), this.checkEveryMs);
   }
 
   get seq(): number {
@@ -160,8 +164,14 @@ export class Follower extends EventEmitter<{ promote: []; diverged: [Error]; app
   }
 
   private check(): void {
+    const now = Date.now();
+    // If this process itself stalled (GC, a long synchronous write), the timers phase runs before
+    // the heartbeats waiting in the socket are read: that silence is ours, not the primary's.
+    const stalledMs = now - this.lastCheckMs - this.checkEveryMs;
+    this.lastCheckMs = now;
+    if (stalledMs > this.checkEveryMs) this.lastHeardMs += stalledMs;
     if (this.state === 'stopped' || this.state === 'diverged' || !this.caughtUp) return;
-    if (Date.now() - this.lastHeardMs <= this.opts.heartbeatTimeoutMs) return;
+    if (now - this.lastHeardMs <= this.opts.heartbeatTimeoutMs) return;
     this.opts.logger?.warn({ silentMs: Date.now() - this.lastHeardMs, seq: this.seq }, 'primary silent past the heartbeat timeout: promoting');
     this.stop();
     this.emit('promote');
