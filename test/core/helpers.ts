@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Core, type CoreOptions } from '../../src/core/core.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
-import type { Amount, Command, OrderId, PriceTicks, QtyLots, Side, TimeInForce } from '../../src/domain/types.js';
-import { BTC, ETH, testConfig } from '../domain/helpers.js';
+import type { Command } from '../../src/domain/types.js';
+import { BTC, ETH, cmd, testConfig } from '../domain/helpers.js';
 
 export { BTC, ETH, testConfig };
 export const MARKETS = [BTC, ETH] as const;
@@ -36,20 +36,7 @@ export function tempDir(prefix = 'statemirror-test-'): { path: string; remove():
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-export const cmd = {
-  deposit: (account: string, amount: number): Command => ({ type: 'deposit', account, amount: amount as Amount }),
-  withdraw: (account: string, amount: number): Command => ({ type: 'withdraw', account, amount: amount as Amount }),
-  order: (account: string, market: string, side: Side, price: number, qty: number, tif: TimeInForce = 'GTC'): Command => ({
-    type: 'place_order',
-    account,
-    market,
-    side,
-    price: price as PriceTicks,
-    qty: qty as QtyLots,
-    tif,
-  }),
-  cancel: (account: string, orderId: number): Command => ({ type: 'cancel_order', account, orderId: orderId as OrderId }),
-};
+export { cmd };
 
 /** Races a promise against a timeout so a missing event fails the test instead of hanging it. */
 export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -25,6 +25,22 @@ export function testConfig(overrides: Partial<DomainConfig['limits']> = {}, leve
 
 export type Accepted = Extract<Result, { status: 'accepted' }>;
 
+/** Command builders (casts, not the ints.ts constructors: tests also send invalid values on purpose). */
+export const cmd = {
+  deposit: (account: string, amount: number): Command => ({ type: 'deposit', account, amount: amount as Amount }),
+  withdraw: (account: string, amount: number): Command => ({ type: 'withdraw', account, amount: amount as Amount }),
+  order: (account: string, market: string, side: Side, price: number, qty: number, tif: TimeInForce = 'GTC'): Command => ({
+    type: 'place_order',
+    account,
+    market,
+    side,
+    price: price as PriceTicks,
+    qty: qty as QtyLots,
+    tif,
+  }),
+  cancel: (account: string, orderId: number): Command => ({ type: 'cancel_order', account, orderId: orderId as OrderId }),
+};
+
 export class Driver {
   readonly sm: StateMachine;
   private seqNext = 1;
@@ -39,23 +55,15 @@ export class Driver {
   }
 
   deposit(account: string, n: number): Result {
-    return this.run({ type: 'deposit', account, amount: n as Amount });
+    return this.run(cmd.deposit(account, n));
   }
 
   withdraw(account: string, n: number): Result {
-    return this.run({ type: 'withdraw', account, amount: n as Amount });
+    return this.run(cmd.withdraw(account, n));
   }
 
   order(account: string, market: string, side: Side, price: number, qty: number, tif: TimeInForce = 'GTC'): Result {
-    return this.run({
-      type: 'place_order',
-      account,
-      market,
-      side,
-      price: price as PriceTicks,
-      qty: qty as QtyLots,
-      tif,
-    });
+    return this.run(cmd.order(account, market, side, price, qty, tif));
   }
 
   buy(account: string, price: number, qty: number, tif: TimeInForce = 'GTC', market = BTC): Accepted {
@@ -67,8 +75,7 @@ export class Driver {
   }
 
   cancel(account: string, id: number): Result {
-    // Cast, not orderId(): tests also send invalid ids on purpose.
-    return this.run({ type: 'cancel_order', account, orderId: id as OrderId });
+    return this.run(cmd.cancel(account, id));
   }
 
   /** The seq the next command will get (== the id of the next placed order). */
