@@ -27,7 +27,23 @@ export async function listen(
   opts: { sync?: SyncServer; upgrades?: () => UpgradeHandler[]; maxConnections?: number } = {},
 ): Promise<RunningServer> {
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
-  if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections;
+  if (opts.maxConnections !== undefined) {
+    // Over the limit a connection gets a 429 with a reason and is closed (node's own
+    // server.maxConnections would just drop it, leaving the client to guess).
+    const max = opts.maxConnections;
+    const body = JSON.stringify({ error: { code: 'too_many_connections', message: `this node accepts at most ${max} connections` } });
+    const refusal = `HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    let open = 0;
+    server.on('connection', (socket) => {
+      if (open >= max) {
+        socket.on('error', () => {});
+        socket.end(refusal);
+        return;
+      }
+      open += 1;
+      socket.once('close', () => (open -= 1));
+    });
+  }
   // Keep-alive sockets would hold close() open; reads are short requests.
   server.keepAliveTimeout = 5000;
   server.on('upgrade', (req, socket, head) => {

@@ -27,6 +27,8 @@ export const ConfigSchema = z.strictObject({
     maxQueue: int(1, 10_000_000).default(20_000),
     maxBodyBytes: int(256, 64 * 1024 * 1024).default(262_144),
     maxCommandsPerRequest: int(1, 100_000).default(256),
+    /** Open TCP connections (HTTP, rooms, replication); beyond it: 429 too_many_connections. */
+    maxConnections: int(1, 1_000_000).default(4096),
   }),
   domain: z.strictObject({
     markets: z.array(z.strictObject({ symbol: z.string().regex(/^[A-Z0-9][A-Z0-9-]{0,31}$/) })).min(1).max(1000),

@@ -146,6 +146,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     this.server = await listen(app, this.opts.host ?? me.host, this.opts.port ?? me.port, {
       sync: this.sync,
       upgrades: () => (this.replicator ? [this.replicator] : []),
+      maxConnections: config.core.maxConnections,
     });
   }
 

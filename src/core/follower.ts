@@ -32,7 +32,7 @@ export interface FollowerOptions {
 
 export type FollowerState = 'connecting' | 'catching_up' | 'in_sync' | 'diverged' | 'stopped';
 
-export class Follower extends EventEmitter<{ promote: []; diverged: [Error]; appended: [number]; stale: [number] }> {
+export class Follower extends EventEmitter<{ promote: []; diverged: [Error]; appended: [number]; stale: [number]; caughtUp: [number] }> {
   machine: HashedMachine;
   private ws: WebSocket | null = null;
   private lastHeardMs = 0;
@@ -141,6 +141,7 @@ export class Follower extends EventEmitter<{ promote: []; diverged: [Error]; app
         if (log.lastSeq() >= msg.seq && !this.caughtUp) {
           this.caughtUp = true;
           this.opts.logger?.info({ seq: log.lastSeq() }, 'standby caught up with the primary');
+          this.emit('caughtUp', log.lastSeq());
         }
         if (this.caughtUp) this.state = 'in_sync';
         return;

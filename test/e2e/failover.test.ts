@@ -165,6 +165,28 @@ describe('failover', () => {
     expect(retry.body.duplicate).toBe(false);
   });
 
+  it('a stalled process (GC, long sync work) does not make its standby promote', async () => {
+    const dir = tempDir('sm-stall-');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const nodes = await pair(dir);
+    // Only a caught-up standby may promote: make sure this one could.
+    if (!nodes.b.follower!.status().caughtUp) await waitForEvent(nodes.b.follower!, 'caughtUp');
+    let promoted = false;
+    nodes.b.on('role', (r) => (promoted ||= r === 'primary'));
+    // Both nodes share this event loop: block it well past the heartbeat timeout. The heartbeats
+    // are sitting in the socket when the watchdog runs first; that silence is not the primary's.
+    const until = Date.now() + config.replication.heartbeatTimeoutMs * 2;
+    while (Date.now() < until) {
+      // busy: simulating a stall, not waiting for anything
+    }
+    const w = await post(`${nodes.a.url}/v1/commands`, { clientId: 'after-stall', type: 'deposit', account: 'alice', amount: 1 });
+    expect(w.status).toBe(200);
+    expect(nodes.b.log.findByClientId('after-stall')?.seq).toBe(w.body.seq);
+    expect(promoted).toBe(false);
+    expect(nodes.a.role).toBe('primary');
+    expect(nodes.b.role).toBe('standby');
+  });
+
   it('async mode acknowledges without the standby (documented as lossy on failover)', async () => {
     const dir = tempDir('sm-async-');
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
