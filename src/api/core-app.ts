@@ -8,8 +8,8 @@ import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';
 import type { Core } from '../core/core.js';
 import { HaltedError, OverloadedError, type Outcome, type Submission } from '../core/sequencer.js';
-import type { Command, DomainConfig, TradeView } from '../domain/types.js';
-import { TRADES, docNames, marketDoc, type Layout } from '../publish/layout.js';
+import type { AccountView, BookLevel, Command, DomainConfig, TradeView } from '../domain/types.js';
+import { ACCOUNTS, BOOK, TRADES, accountShardDoc, docNames, marketDoc, shardOf, type Layout } from '../publish/layout.js';
 import { authenticate, authorizeCommand, tokenFrom } from './auth.js';
 import { REJECT_HTTP, errorBody, requestError } from './errors.js';
 import { mountReadRoutes, type ReadLimits, type ReadModel, type ReadScope } from './read-routes.js';
@@ -20,7 +20,6 @@ export interface CoreAppOptions {
   core: Core | (() => Core | null);
   domain: DomainConfig;
   layout: Layout;
-  bookDepth: number;
   region: string;
   /** Role, epoch, replication state: merged into /v1/status and /v1/sync/info. */
   describe?: () => { role: string; epoch: number; seq: number; stateHash: string; [k: string]: unknown };
@@ -56,10 +55,10 @@ function outcomeBody(o: Outcome) {
 export function coreReadModel(
   getCore: () => Core | null,
   region: string,
-  markets: ReadonlySet<string>,
-  bookDepth: number,
+  layout: Layout,
   describe?: () => Record<string, unknown>,
 ): ReadModel {
+  const markets = new Set(layout.markets);
   const core = () => {
     const c = getCore();
     if (!c) throw new Error('not primary'); // unreachable: the route middleware answers 503 first
@@ -84,9 +83,15 @@ export function coreReadModel(
         };
         c.on('committed', onCommit);
       }),
-    account: (id) => core().machine.account(id),
+    // From the published docs, not the live state machine: the machine is ahead of the committed
+    // state while a batch waits for the standby's ack, and a read must never show a write that a
+    // failover could still lose. The docs hold exactly the committed state.
+    account: (id) => core().publisher.doc(accountShardDoc(shardOf(id, layout.accountShards))).getMap<AccountView>(ACCOUNTS).get(id),
     hasMarket: (symbol) => markets.has(symbol),
-    book: (symbol) => core().machine.book(symbol, bookDepth),
+    book: (symbol) => {
+      const map = core().publisher.doc(marketDoc(symbol)).getMap<BookLevel[]>(BOOK);
+      return { bids: map.get('bids') ?? [], asks: map.get('asks') ?? [] };
+    },
     // The state machine keeps no trade history; the published market doc holds the last ones.
     trades: (symbol, limit) => {
       const arr = core().publisher.doc(marketDoc(symbol)).getArray<TradeView>(TRADES);
@@ -221,7 +226,7 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
   };
   app.use('/v1/accounts/*', refuseWhenHalted);
   app.use('/v1/markets/*', refuseWhenHalted);
-  mountReadRoutes(app, coreReadModel(getCore, opts.region, new Set(opts.layout.markets), opts.bookDepth, describe), opts.readLimits, opts.secrets);
+  mountReadRoutes(app, coreReadModel(getCore, opts.region, opts.layout, describe), opts.readLimits, opts.secrets);
   app.notFound((c) => requestError(c, 'not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c: Context) => {
     opts.logger?.error({ err }, 'unhandled error');

@@ -133,7 +133,6 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       core: () => this.core,
       domain: config.domain,
       layout: this.layout,
-      bookDepth: config.publish.bookDepth,
       region: 'core',
       describe: () => this.describe(),
       commitTimeoutMs: config.replication.commitTimeoutMs,

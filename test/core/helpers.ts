@@ -87,7 +87,6 @@ export function coreApp(core: Core, opts: { secrets: { jwtSecret: string; cluste
     core,
     domain: core.opts.domain,
     layout: core.opts.layout,
-    bookDepth: core.opts.bookDepth,
     region: 'core',
     maxBodyBytes: opts.maxBodyBytes,
     maxCommandsPerRequest: opts.maxCommandsPerRequest,

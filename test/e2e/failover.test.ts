@@ -165,6 +165,25 @@ describe('failover', () => {
     expect(retry.body.duplicate).toBe(false);
   });
 
+  it('the primary never serves a write the standby has not acknowledged', async () => {
+    const dir = tempDir('sm-dirty-');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const nodes = await pair(dir);
+    const w = await post(`${nodes.a.url}/v1/commands`, { clientId: 'base', type: 'deposit', account: 'alice', amount: 100 });
+    expect(w.status).toBe(200);
+    nodes.toA.partition('blackhole'); // the standby's link: no more acks
+    const pending = post(`${nodes.a.url}/v1/commands`, { clientId: 'unacked', type: 'deposit', account: 'alice', amount: 5 });
+    // Wait (bounded) until the primary has applied and logged it, unacknowledged.
+    const deadline = Date.now() + 5000;
+    while (!nodes.a.log.findByClientId('unacked') && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    expect(nodes.a.log.findByClientId('unacked')).toBeDefined();
+    const read = await get(`${nodes.a.url}/v1/accounts/alice`);
+    expect(read.body.collateral).toBe(100);
+    expect(Number(read.headers.get('x-statemirror-seq'))).toBe(w.body.seq);
+    expect((await pending).status).toBe(503); // commit_timeout: outcome unknown, never shown
+    nodes.toA.heal();
+  });
+
   it('a stalled process (GC, long sync work) does not make its standby promote', async () => {
     const dir = tempDir('sm-stall-');
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
