@@ -113,10 +113,11 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
    * until then nothing else this primary sequences can commit either (one batch in flight).
    */
   async startEpoch(): Promise<void> {
+    // '#' can't appear in a client's id (API schema), so the marker never collides with one.
     // An empty log needs no marker: its first entry carries the epoch.
     if (this.log.lastSeq() === 0 || this.log.lastEpoch() >= this.epoch) return;
     await this.sequencer.submit([
-      { clientId: `epoch-${this.epoch}`, command: { type: 'epoch_start', epoch: this.epoch, node: this.opts.nodeName ?? 'core' } },
+      { clientId: `#epoch-${this.epoch}`, command: { type: 'epoch_start', epoch: this.epoch, node: this.opts.nodeName ?? 'core' } },
     ]);
   }
 
