@@ -112,7 +112,6 @@ export class PrimaryReplicator extends EventEmitter<{ fenced: [number]; attached
       ws.send(encodeRepl({ t: MSG_WELCOME, node: this.opts.nodeName, epoch: this.opts.epoch, truncateTo }));
       ws.on('message', (raw) => this.onMessage(ws, raw));
       ws.on('close', () => this.detach(ws));
-      ws.on('drain', () => this.pump());
       if (agreeUpTo >= log.lastSeq()) this.markAttached();
       this.pump();
     });
@@ -169,7 +168,7 @@ export class PrimaryReplicator extends EventEmitter<{ fenced: [number]; attached
       const sb = this.standby;
       const chunk = this.opts.chunkEntries ?? 512;
       while (sb && this.standby === sb && sb.ws.readyState === WebSocket.OPEN && sb.sentSeq < this.opts.log.lastSeq()) {
-        if (sb.ws.bufferedAmount > 8 * 1024 * 1024) return; // resumes on 'drain' or the next ack
+        if (sb.ws.bufferedAmount > 8 * 1024 * 1024) return; // resumes on the next ack or batch
         const entries: LogEntry[] = [];
         for (const e of this.opts.log.entriesFrom(sb.sentSeq + 1)) {
           entries.push(e);
