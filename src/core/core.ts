@@ -140,8 +140,8 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
 
   private committed(batch: CommittedBatch): void {
     this.committedSeq = batch.lastSeq;
-    this.hash = batch.entries[batch.entries.length - 1]!.stateHash;
     const last = batch.entries[batch.entries.length - 1]!;
+    this.hash = last.stateHash;
     this.pub.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch);
     // Retiring generations keep receiving every batch until retired, so readers still on them
     // keep advancing while they sync the new one (no stall at a compaction).

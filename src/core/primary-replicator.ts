@@ -16,7 +16,7 @@ import { WebSocketServer, WebSocket } from 'ws';
 import type { CommandLog, LogEntry } from '../log/command-log.js';
 import {
   FencedError, MSG_ACK, MSG_APPEND, MSG_FENCED, MSG_HEARTBEAT, MSG_HELLO, MSG_WELCOME, REPLICATION_PATH,
-  authorizedPeer, decodeRepl, encodeRepl,
+  authorizedPeer, decodeRepl, encodeRepl, type ReplMessage,
 } from './replication-protocol.js';
 
 export interface PrimaryReplicatorOptions {
@@ -37,6 +37,16 @@ interface Waiter {
   seq: number;
   resolve: () => void;
   reject: (err: unknown) => void;
+}
+
+/** Decodes a frame, or closes the connection (4400) and returns null if it is malformed. */
+function decodeOrClose(ws: WebSocket, raw: unknown): ReplMessage | null {
+  try {
+    return decodeRepl(raw);
+  } catch {
+    ws.close(4400, 'malformed message');
+    return null;
+  }
 }
 
 export class PrimaryReplicator extends EventEmitter<{ fenced: [number]; attached: [string]; detached: [string] }> {
@@ -83,13 +93,8 @@ export class PrimaryReplicator extends EventEmitter<{ fenced: [number]; attached
     // Before anything else: an unhandled socket error (oversized frame) would crash the node.
     ws.on('error', () => ws.terminate());
     ws.once('message', (data) => {
-      let hello;
-      try {
-        hello = decodeRepl(data);
-      } catch {
-        ws.close(4400, 'malformed hello');
-        return;
-      }
+      const hello = decodeOrClose(ws, data);
+      if (!hello) return;
       if (hello.t !== MSG_HELLO) {
         ws.close(4400, 'expected hello');
         return;
@@ -126,13 +131,8 @@ export class PrimaryReplicator extends EventEmitter<{ fenced: [number]; attached
   }
 
   private onMessage(ws: WebSocket, raw: unknown): void {
-    let msg;
-    try {
-      msg = decodeRepl(raw);
-    } catch {
-      ws.close(4400, 'malformed message');
-      return;
-    }
+    const msg = decodeOrClose(ws, raw);
+    if (!msg) return;
     const sb = this.standby;
     if (!sb || sb.ws !== ws) return;
     if (msg.t === MSG_ACK) {

@@ -87,8 +87,9 @@ export class Publisher {
     for (const id of effects.accounts) {
       const view = machine.account(id);
       assert(view !== undefined, `touched account ${id} does not exist`);
-      at(accountShardDoc(shardOf(id, layout.accountShards)), () => {
-        const map = this.doc(accountShardDoc(shardOf(id, layout.accountShards))).getMap(ACCOUNTS);
+      const name = accountShardDoc(shardOf(id, layout.accountShards));
+      at(name, () => {
+        const map = this.doc(name).getMap(ACCOUNTS);
         if (map.has(id)) this.tombstones++;
         map.set(id, view);
       });
