@@ -16,10 +16,10 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { histogram, recordMs, type Histogram } from './lib/stats.js';
-import { CoreProcesses, freePort, type NodeStatus } from '../src/cli/process-cluster.js';
-import { signToken } from '../src/api/auth.js';
+import { CoreProcesses, freePort, type NodeStatus } from '../sim/process-cluster.js';
+import { signToken } from '../src/auth/tokens.js';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../src/config/schema.js';
-import { mulberry32, type Rng } from '../src/net/prng.js';
+import { mulberry32, type Rng } from '../sim/prng.js';
 
 const USAGE = `usage: npm run bench:failover -- [options]
   --trials N            failover trials (default 30)

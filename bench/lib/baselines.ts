@@ -31,8 +31,8 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
-import { freePort } from '../../src/cli/process-cluster.js';
-import { DEFAULT_SEED, LinkProxy, mixSeed, type LinkSpec } from '../../src/net/index.js';
+import { freePort } from '../../sim/process-cluster.js';
+import { DEFAULT_SEED, LinkProxy, mixSeed, type LinkSpec } from '../../sim/index.js';
 
 export interface Sighting {
   seq: number;

@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import * as Y from 'yjs';
 import { startRegion, type RegionNode } from '../../src/cli/cluster.js';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../../src/config/schema.js';
-import { CoreNode } from '../../src/core/core-node.js';
-import type { Submission } from '../../src/core/sequencer.js';
+import { CoreNode } from '../../src/node/core-node.js';
+import type { Submission } from '../../src/engine/sequencer.js';
 import { assert } from '../../src/domain/assert.js';
 import type { Amount } from '../../src/domain/types.js';
-import type { LinkSpec } from '../../src/net/link-proxy.js';
+import type { LinkSpec } from '../../sim/link-proxy.js';
 
 export interface CatchUpOptions {
   accounts: number;

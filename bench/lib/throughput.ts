@@ -48,7 +48,7 @@ import autocannon from 'autocannon';
 import Database from 'better-sqlite3';
 import { build, type Histogram } from 'hdr-histogram-js';
 import { Hono } from 'hono';
-import { listen } from '../../src/api/http-server.js';
+import { listen } from '../../src/http/server.js';
 import { SqliteCommandLog } from '../../src/log/sqlite-log.js';
 
 export interface WriteResult {

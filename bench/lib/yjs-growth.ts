@@ -8,13 +8,13 @@
 // stream depends only on the seed (mulberry32), so two runs publish the same docs; sizes are
 // measured between batches, never while a batch is in flight.
 import * as Y from 'yjs';
-import { Core } from '../../src/core/core.js';
-import type { Submission } from '../../src/core/sequencer.js';
+import { Core } from '../../src/publish/core.js';
+import type { Submission } from '../../src/engine/sequencer.js';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../../src/config/schema.js';
 import { assert } from '../../src/domain/assert.js';
 import type { Amount, Command, PriceTicks, QtyLots } from '../../src/domain/types.js';
 import type { CommandLog, LogEntry } from '../../src/log/command-log.js';
-import { mulberry32 } from '../../src/net/prng.js';
+import { mulberry32 } from '../../sim/prng.js';
 
 export interface GrowthRow {
   /** Commands submitted after the accounts were created (0 = right after seeding). */

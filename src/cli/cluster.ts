@@ -6,9 +6,9 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { linkFor, type Config, type RegionConfig } from '../config/schema.js';
-import { CoreNode } from '../core/core-node.js';
-import { LinkProxy, mixSeed } from '../net/index.js';
-import { ReadNode } from '../replica/read-node.js';
+import { CoreNode } from '../node/core-node.js';
+import { LinkProxy, mixSeed } from '../../sim/index.js';
+import { ReadNode } from '../node/region-node.js';
 
 export interface RegionNode {
   config: RegionConfig;

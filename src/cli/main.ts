@@ -5,10 +5,10 @@
 // logs and stores are closed after their last write.
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { signToken, type Claims } from '../api/auth.js';
-import { ACCOUNT_ID } from '../api/schemas.js';
+import { signToken, type Claims } from '../auth/tokens.js';
+import { ACCOUNT_ID } from '../http/schemas.js';
 import { loadConfig, pathLatencyMs, type Config } from '../config/schema.js';
-import { CoreNode } from '../core/core-node.js';
+import { CoreNode } from '../node/core-node.js';
 import { startCluster, startRegion } from './cluster.js';
 
 const USAGE = `usage: statemirror <command> [options]

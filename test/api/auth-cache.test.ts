@@ -3,7 +3,7 @@
 // unverified role claim only picks the secret to check.
 import { describe, expect, it } from 'vitest';
 import { sign } from 'hono/jwt';
-import { authenticate, signToken } from '../../src/api/auth.js';
+import { authenticate, signToken } from '../../src/auth/tokens.js';
 
 const A = { jwtSecret: 'a'.repeat(40), clusterSecret: 'c'.repeat(20) };
 const B = { jwtSecret: 'b'.repeat(40), clusterSecret: 'd'.repeat(20) };

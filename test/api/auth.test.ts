@@ -5,9 +5,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hono } from 'hono';
 import { sign } from 'hono/jwt';
-import { signToken, type Claims } from '../../src/api/auth.js';
-import { mountReadRoutes, type ReadModel } from '../../src/api/read-routes.js';
-import type { Core } from '../../src/core/core.js';
+import { signToken, type Claims } from '../../src/auth/tokens.js';
+import { mountReadRoutes, type ReadModel } from '../../src/http/read-routes.js';
+import type { Core } from '../../src/publish/core.js';
 import type { AccountView } from '../../src/domain/types.js';
 import { BTC, coreApp, makeCore } from '../core/helpers.js';
 

@@ -1,8 +1,8 @@
 // Covers the core HTTP API via app.request(): POST /v1/commands (validation, limits, idempotency, overload, reject mapping) and the read/status/sync routes.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Hono } from 'hono';
-import { signToken } from '../../src/api/auth.js';
-import type { Core } from '../../src/core/core.js';
+import { signToken } from '../../src/auth/tokens.js';
+import type { Core } from '../../src/publish/core.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import { BTC, coreApp, makeCore } from '../core/helpers.js';
 

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hono } from 'hono';
 import { connect, type Socket } from 'node:net';
-import { listen, type RunningServer } from '../../src/api/http-server.js';
+import { listen, type RunningServer } from '../../src/http/server.js';
 
 let server: RunningServer | null = null;
 const sockets: Socket[] = [];

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../../src/config/schema.js';
-import { startCoreNode, type CoreNode } from '../../src/core/core-node.js';
+import { startCoreNode, type CoreNode } from '../../src/node/core-node.js';
 import { measureCoreWrites, measureRawSqliteAppend, measureReads, startBareHono } from '../../bench/lib/throughput.js';
 import { operatorToken } from '../e2e/helpers.js';
 

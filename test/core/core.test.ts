@@ -2,9 +2,9 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Core, replay } from '../../src/core/core.js';
-import type { Clock, Outcome, Submission } from '../../src/core/sequencer.js';
-import { StateHasher } from '../../src/core/state-hash.js';
+import { Core, replay } from '../../src/publish/core.js';
+import type { Clock, Outcome, Submission } from '../../src/engine/sequencer.js';
+import { StateHasher } from '../../src/engine/state-hash.js';
 import { canonicalJson } from '../../src/domain/canonical.js';
 import type { Command } from '../../src/domain/types.js';
 import { LogCorruptError } from '../../src/log/command-log.js';

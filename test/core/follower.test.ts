@@ -4,13 +4,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { AddressInfo } from 'node:net';
-import { Follower } from '../../src/core/follower.js';
-import { HashedMachine } from '../../src/core/hashed-machine.js';
+import { Follower } from '../../src/replication/follower.js';
+import { HashedMachine } from '../../src/engine/hashed-machine.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import type { LogEntry } from '../../src/log/command-log.js';
 import {
   MSG_ACK, MSG_APPEND, MSG_FENCED, MSG_HELLO, MSG_WELCOME, decodeRepl, encodeRepl, type ReplMessage,
-} from '../../src/core/replication-protocol.js';
+} from '../../src/replication/protocol.js';
 import type { Amount, Seq } from '../../src/domain/types.js';
 import { testConfig } from '../domain/helpers.js';
 

@@ -1,10 +1,10 @@
 // Test helpers for Core-level tests (core, api, publish): a standard Core factory, temp dirs and
 // bounded waits. Not a test file itself (no .test suffix).
-import { createCoreApp } from '../../src/api/core-app.js';
+import { createCoreApp } from '../../src/http/write-routes.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Core, type CoreOptions } from '../../src/core/core.js';
+import { Core, type CoreOptions } from '../../src/publish/core.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import type { Command } from '../../src/domain/types.js';
 import { BTC, ETH, cmd, testConfig } from '../domain/helpers.js';

@@ -1,7 +1,7 @@
 // Covers the Sequencer: group commit (gap-free seqs, batching, maxBatch, ack only after the log append), log-failure halting, in-flight idempotency and monotonic timestamps.
 import { describe, expect, it } from 'vitest';
-import { HaltedError, OverloadedError, Sequencer, type Clock, type CommittedBatch, type Outcome } from '../../src/core/sequencer.js';
-import { HashedMachine } from '../../src/core/hashed-machine.js';
+import { HaltedError, OverloadedError, Sequencer, type Clock, type CommittedBatch, type Outcome } from '../../src/engine/sequencer.js';
+import { HashedMachine } from '../../src/engine/hashed-machine.js';
 import type { LogEntry } from '../../src/log/command-log.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import { cmd, makeCore, testConfig, within } from './helpers.js';

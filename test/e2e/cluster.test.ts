@@ -7,8 +7,8 @@ import { WebSocket } from 'ws';
 import { cpSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startCluster, type Cluster } from '../../src/cli/cluster.js';
-import { startCoreNode } from '../../src/core/core-node.js';
-import { ReadNode } from '../../src/replica/read-node.js';
+import { startCoreNode } from '../../src/node/core-node.js';
+import { ReadNode } from '../../src/node/region-node.js';
 import { accountShardDoc, shardOf } from '../../src/publish/layout.js';
 import { get, operatorToken, post, secretsOf, tempDir, testConfig, waitForEvent } from './helpers.js';
 

@@ -8,7 +8,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { WebSocket } from 'ws';
 import { startCluster, type Cluster } from '../../src/cli/cluster.js';
-import { signToken } from '../../src/api/auth.js';
+import { signToken } from '../../src/auth/tokens.js';
 import { accountShardDoc, shardOf } from '../../src/publish/layout.js';
 import { get, tempDir, testConfig } from './helpers.js';
 

@@ -5,10 +5,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoreNode, type CoreRole } from '../../src/core/core-node.js';
-import { ReadNode } from '../../src/replica/read-node.js';
-import { LinkProxy } from '../../src/net/index.js';
-import { replay } from '../../src/core/core.js';
+import { CoreNode, type CoreRole } from '../../src/node/core-node.js';
+import { ReadNode } from '../../src/node/region-node.js';
+import { LinkProxy } from '../../sim/index.js';
+import { replay } from '../../src/publish/core.js';
 import type { LogEntry } from '../../src/log/command-log.js';
 import { get, post, secretsOf, tempDir, testConfig, waitForEvent } from './helpers.js';
 

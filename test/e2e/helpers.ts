@@ -4,7 +4,7 @@ import type { EventEmitter } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { signToken } from '../../src/api/auth.js';
+import { signToken } from '../../src/auth/tokens.js';
 import { parseConfig, type Config } from '../../src/config/schema.js';
 
 export function testConfig(

@@ -7,11 +7,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EMBEDDED_DEFAULTS } from '../../src/config/schema.js';
-import { CoreProcesses, freePort } from '../../src/cli/process-cluster.js';
+import { CoreProcesses, freePort } from '../../sim/process-cluster.js';
 import { SqliteCommandLog } from '../../src/log/sqlite-log.js';
-import { replay } from '../../src/core/core.js';
+import { replay } from '../../src/publish/core.js';
 import { parseConfig } from '../../src/config/schema.js';
-import { mulberry32 } from '../../src/net/prng.js';
+import { mulberry32 } from '../../sim/prng.js';
 import { operatorToken, tempDir } from '../e2e/helpers.js';
 
 const SEED = Number(process.env.SIM_SEED ?? Math.floor(Math.random() * 2 ** 31));

@@ -19,7 +19,7 @@ import {
   sampleDelayMs,
   type LinkProxyOptions,
   type LinkSpec,
-} from '../../src/net/index.js';
+} from '../../sim/index.js';
 import {
   Collector,
   TimeoutError,

@@ -8,8 +8,8 @@
 // updates. The core bounds it by compacting into a new generation once tombstones dominate
 // (Core `compaction`); the last case checks that bound.
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Core } from '../../src/core/core.js';
-import type { Submission } from '../../src/core/sequencer.js';
+import type { Core } from '../../src/publish/core.js';
+import type { Submission } from '../../src/engine/sequencer.js';
 import { measureDocs, type GrowthRow } from '../../bench/lib/yjs-growth.js';
 import { cmd, makeCore } from '../core/helpers.js';
 

@@ -1,8 +1,8 @@
 // Covers the Publisher through a Core: replica Y.Docs fed only by the core docs' update events mirror account/book/trade state exactly, with one update per touched doc per batch, bounded trades and exact completeSeq.
 import { afterEach, describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
-import type { Core } from '../../src/core/core.js';
-import type { CommittedBatch, Submission } from '../../src/core/sequencer.js';
+import type { Core } from '../../src/publish/core.js';
+import type { CommittedBatch, Submission } from '../../src/engine/sequencer.js';
 import type { Command, TradeView } from '../../src/domain/types.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import {

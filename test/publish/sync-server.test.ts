@@ -8,10 +8,10 @@ import * as Y from 'yjs';
 import * as encoding from 'lib0/encoding';
 import * as decoding from 'lib0/decoding';
 import * as syncProtocol from 'y-protocols/sync';
-import { listen, type RunningServer } from '../../src/api/http-server.js';
+import { listen, type RunningServer } from '../../src/http/server.js';
 import {
   CLOSE_BAD_MESSAGE, CLOSE_GENERATION_GONE, CLOSE_UNKNOWN_DOC, MSG_SYNC, SyncServer,
-} from '../../src/publish/sync-server.js';
+} from '../../src/rooms/room-server.js';
 
 let sync: SyncServer;
 let server: RunningServer;

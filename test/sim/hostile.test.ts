@@ -9,8 +9,8 @@ import * as Y from 'yjs';
 import * as encoding from 'lib0/encoding';
 import * as syncProtocol from 'y-protocols/sync';
 import { startCluster, type Cluster } from '../../src/cli/cluster.js';
-import { signToken } from '../../src/api/auth.js';
-import { mulberry32, type Rng } from '../../src/net/prng.js';
+import { signToken } from '../../src/auth/tokens.js';
+import { mulberry32, type Rng } from '../../sim/prng.js';
 import { accountShardDoc, shardOf } from '../../src/publish/layout.js';
 import { tempDir, testConfig } from '../e2e/helpers.js';
 

@@ -5,7 +5,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { Hono } from 'hono';
-import type { SyncServer } from '../publish/sync-server.js';
+import type { SyncServer } from '../rooms/room-server.js';
 
 export interface RunningServer {
   host: string;

@@ -6,11 +6,11 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';
-import type { Core } from '../core/core.js';
-import { HaltedError, OverloadedError, type Outcome, type Submission } from '../core/sequencer.js';
+import type { Core } from '../publish/core.js';
+import { HaltedError, OverloadedError, type Outcome, type Submission } from '../engine/sequencer.js';
 import type { AccountView, BookLevel, Command, DomainConfig, TradeView } from '../domain/types.js';
 import { ACCOUNTS, BOOK, TRADES, accountShardDoc, docNames, marketDoc, shardOf, type Layout } from '../publish/layout.js';
-import { authenticate, authorizeCommand, tokenFrom } from './auth.js';
+import { authenticate, authorizeCommand, tokenFrom } from '../auth/tokens.js';
 import { REJECT_HTTP, errorBody, requestError } from './errors.js';
 import { mountReadRoutes, type ReadLimits, type ReadModel, type ReadScope } from './read-routes.js';
 import { commandSchemas, describeIssues, type CommandInput } from './schemas.js';

@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'statemirror.js');
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'statemirror.js');
 
 /** A free TCP port on loopback (bound then released; fine for tests on one machine). */
 export async function freePort(): Promise<number> {

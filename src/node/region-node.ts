@@ -21,14 +21,14 @@ import {
   ACCOUNTS, BOOK, META, META_DOC, STAMP, TRADES,
   accountShardDoc, completeSeq, docNames, marketDoc, shardOf, type Layout,
 } from '../publish/layout.js';
-import { SyncServer, tokenGate } from '../publish/sync-server.js';
-import { mountReadRoutes, type ReadLimits, type ReadModel, type ReadScope } from '../api/read-routes.js';
-import { requestError } from '../api/errors.js';
-import { listen, type RunningServer } from '../api/http-server.js';
-import { ReplicaStore } from './store.js';
-import { ACCOUNT_VIEW_PREFIX, signToken } from '../api/auth.js';
-import { ACCOUNT_ID } from '../api/schemas.js';
-import { dashboardHtml, dashboardScript } from './dashboard/page.js';
+import { SyncServer, tokenGate } from '../rooms/room-server.js';
+import { mountReadRoutes, type ReadLimits, type ReadModel, type ReadScope } from '../http/read-routes.js';
+import { requestError } from '../http/errors.js';
+import { listen, type RunningServer } from '../http/server.js';
+import { ReplicaStore } from '../replica/store.js';
+import { ACCOUNT_VIEW_PREFIX, signToken } from '../auth/tokens.js';
+import { ACCOUNT_ID } from '../http/schemas.js';
+import { dashboardHtml, dashboardScript } from '../replica/dashboard/page.js';
 
 /** Per-account browser views one node keeps at once (each is one small doc). */
 const MAX_VIEWS = 10_000;

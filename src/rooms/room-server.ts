@@ -18,7 +18,7 @@ import * as Y from 'yjs';
 import * as encoding from 'lib0/encoding';
 import * as decoding from 'lib0/decoding';
 import * as syncProtocol from 'y-protocols/sync';
-import { authenticate, authorizeDoc, tokenFrom } from '../api/auth.js';
+import { authenticate, authorizeDoc, tokenFrom } from '../auth/tokens.js';
 
 export const MSG_SYNC = 0;
 export const MSG_AWARENESS = 1;

@@ -10,11 +10,11 @@ import { canonicalJson } from '../domain/canonical.js';
 import type { DomainConfig, Seq } from '../domain/types.js';
 import { LogCorruptError, type CommandLog, type LogEntry } from '../log/command-log.js';
 import { SqliteCommandLog } from '../log/sqlite-log.js';
-import { Publisher } from '../publish/publisher.js';
+import { Publisher } from './publisher.js';
 import { join } from 'node:path';
-import type { Layout } from '../publish/layout.js';
-import { HashedMachine } from './hashed-machine.js';
-import { Sequencer, systemClock, type Clock, type CommittedBatch } from './sequencer.js';
+import type { Layout } from './layout.js';
+import { HashedMachine } from '../engine/hashed-machine.js';
+import { Sequencer, systemClock, type Clock, type CommittedBatch } from '../engine/sequencer.js';
 
 export interface CoreOptions {
   domain: DomainConfig;

@@ -11,17 +11,17 @@ import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { createCoreApp } from '../api/core-app.js';
-import { listen, type RunningServer } from '../api/http-server.js';
+import { createCoreApp } from '../http/write-routes.js';
+import { listen, type RunningServer } from '../http/server.js';
 import { SqliteCommandLog } from '../log/sqlite-log.js';
 import type { CommandLog } from '../log/command-log.js';
-import { SyncServer, clusterGate } from '../publish/sync-server.js';
+import { SyncServer, clusterGate } from '../rooms/room-server.js';
 import type { Layout } from '../publish/layout.js';
-import { Core } from './core.js';
-import { Follower } from './follower.js';
-import type { HashedMachine } from './hashed-machine.js';
-import { PrimaryReplicator } from './primary-replicator.js';
-import type { Clock } from './sequencer.js';
+import { Core } from '../publish/core.js';
+import { Follower } from '../replication/follower.js';
+import type { HashedMachine } from '../engine/hashed-machine.js';
+import { PrimaryReplicator } from '../replication/leader.js';
+import type { Clock } from '../engine/sequencer.js';
 
 export type CoreRole = 'starting' | 'primary' | 'standby' | 'halted';
 

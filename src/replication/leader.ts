@@ -17,7 +17,7 @@ import type { CommandLog, LogEntry } from '../log/command-log.js';
 import {
   FencedError, MSG_ACK, MSG_APPEND, MSG_FENCED, MSG_HEARTBEAT, MSG_HELLO, MSG_WELCOME, REPLICATION_PATH,
   authorizedPeer, decodeRepl, encodeRepl, type ReplMessage,
-} from './replication-protocol.js';
+} from './protocol.js';
 
 export interface PrimaryReplicatorOptions {
   log: CommandLog;

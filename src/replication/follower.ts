@@ -10,12 +10,12 @@ import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { DomainConfig } from '../domain/types.js';
 import type { CommandLog } from '../log/command-log.js';
-import { applyChecked, replay } from './core.js';
-import type { HashedMachine } from './hashed-machine.js';
+import { applyChecked, replay } from '../publish/core.js';
+import type { HashedMachine } from '../engine/hashed-machine.js';
 import {
   MSG_ACK, MSG_APPEND, MSG_FENCED, MSG_HEARTBEAT, MSG_HELLO, MSG_WELCOME, REPLICATION_PATH,
   decodeRepl, encodeRepl, type ReplMessage,
-} from './replication-protocol.js';
+} from './protocol.js';
 
 export interface FollowerOptions {
   log: CommandLog;
