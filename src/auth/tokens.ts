@@ -1,15 +1,15 @@
-// Who may read and write what. Tokens are HS256 JWTs (hono/jwt) with claims {sub, role}:
+// Tokens: HS256 JWTs (hono/jwt) with claims {sub, role} — signing, verification (with a bounded
+// cache of verified tokens) and where a request carries one. Who may do what is in rules.ts.
 //   operator — any account, deposits and withdrawals, every doc;
 //   account  — acts and reads only for account `sub` (orders, cancels; its own balances, positions,
 //              orders; its own per-account view room); market data and meta are public;
 //   replica  — cluster links (read nodes syncing from the core or a relay, standby↔primary):
 //              signed with the CLUSTER secret, never with the user JWT secret, so a user token can
 //              never pass as a cluster peer.
-// Invariant: every decision goes through the functions here; callers never inspect claims.
+// Invariants: a cluster token verifies only against the cluster secret and a user token only
+// against the JWT secret; callers never inspect claims themselves (rules.ts decides).
 import { decode, sign, verify } from 'hono/jwt';
 import { z } from 'zod';
-import type { Command } from '../domain/types.js';
-import { META_DOC } from '../publish/layout.js';
 
 export type Role = 'operator' | 'account' | 'replica';
 export interface Claims {
@@ -79,41 +79,4 @@ export function tokenFrom(headers: { authorization?: string | undefined }, url: 
   if (h?.startsWith('Bearer ')) return h.slice(7).trim() || null;
   const q = new URL(url ?? '/', 'http://x').searchParams.get('token');
   return q || null;
-}
-
-export type Decision = { ok: true } | { ok: false; status: 401 | 403; code: 'unauthenticated' | 'forbidden'; reason: string };
-const ok: Decision = { ok: true };
-const unauthenticated = (reason: string): Decision => ({ ok: false, status: 401, code: 'unauthenticated', reason });
-const forbidden = (reason: string): Decision => ({ ok: false, status: 403, code: 'forbidden', reason });
-
-/** May these claims submit this command? */
-export function authorizeCommand(claims: Claims | null, command: Command): Decision {
-  if (!claims) return unauthenticated('send Authorization: Bearer <token>');
-  if (claims.role === 'operator') return ok;
-  if (claims.role !== 'account') return forbidden(`a ${claims.role} token cannot write`);
-  if (command.type === 'deposit' || command.type === 'withdraw') return forbidden(`${command.type} needs an operator token`);
-  if (command.type === 'epoch_start') return forbidden('internal command');
-  if (command.account !== claims.sub) return forbidden(`this token acts for account ${claims.sub}, not ${command.account}`);
-  return ok;
-}
-
-/** May these claims read account `id`'s balances, positions and orders? */
-export function authorizeAccountRead(claims: Claims | null, id: string): Decision {
-  if (!claims) return unauthenticated('account data needs a token for that account or an operator token');
-  if (claims.role === 'operator' || claims.role === 'replica') return ok;
-  return claims.sub === id ? ok : forbidden(`this token reads account ${claims.sub}, not ${id}`);
-}
-
-export const ACCOUNT_VIEW_PREFIX = 'view-';
-export const accountViewDoc = (id: string): string => `${ACCOUNT_VIEW_PREFIX}${id}`;
-
-/**
- * May these claims sync doc `name`? Market docs and meta are public; account shards (many
- * accounts each) only for operators and cluster peers; a per-account view for its own account.
- */
-export function authorizeDoc(claims: Claims | null, name: string): Decision {
-  if (name === META_DOC || name.startsWith('mkt-')) return ok;
-  if (name.startsWith(ACCOUNT_VIEW_PREFIX)) return authorizeAccountRead(claims, name.slice(ACCOUNT_VIEW_PREFIX.length));
-  if (!claims) return unauthenticated('this room needs a token');
-  return claims.role === 'operator' || claims.role === 'replica' ? ok : forbidden('account shards hold many accounts: operator or cluster token only');
 }

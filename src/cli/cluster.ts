@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { linkFor, type Config, type RegionConfig } from '../config/schema.js';
 import { CoreNode } from '../node/core-node.js';
-import { LinkProxy, mixSeed } from '../../sim/index.js';
+import { LinkProxy } from '../../sim/link-proxy.js';
+import { mixSeed } from '../../sim/prng.js';
 import { ReadNode } from '../node/region-node.js';
 
 export interface RegionNode {

@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { signToken, type Claims } from '../auth/tokens.js';
-import { ACCOUNT_ID } from '../http/schemas.js';
+import { ACCOUNT_ID } from '../domain/types.js';
 import { loadConfig, pathLatencyMs, type Config } from '../config/schema.js';
 import { CoreNode } from '../node/core-node.js';
 import { startCluster, startRegion } from './cluster.js';

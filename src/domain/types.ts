@@ -11,6 +11,8 @@ export type QtyLots = number & { readonly __brand: 'QtyLots' };
 export type Amount = number & { readonly __brand: 'Amount' };
 export type OrderId = number & { readonly __brand: 'OrderId' };
 export type AccountId = string;
+/** What an account id may look like (checked at the edges: HTTP schemas, view rooms, the CLI). */
+export const ACCOUNT_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 export type Side = 'buy' | 'sell';
 export type TimeInForce = 'GTC' | 'IOC';
 

@@ -6,7 +6,8 @@
 // (or an operator/cluster token; auth.ts decides); market data and status are public.
 import type { Context, Hono } from 'hono';
 import type { AccountView, BookLevel, TradeView } from '../domain/types.js';
-import { authenticate, authorizeAccountRead, tokenFrom } from '../auth/tokens.js';
+import { authenticate, tokenFrom } from '../auth/tokens.js';
+import { authorizeAccountRead } from '../auth/rules.js';
 import { ACCOUNT_ID } from './schemas.js';
 import { errorBody, requestError } from './errors.js';
 

@@ -2,9 +2,9 @@
 // malformed command never reaches the log: strict objects (unknown fields refused), integers only,
 // every number inside the configured limits, known markets only.
 import { z } from 'zod';
-import type { DomainConfig } from '../domain/types.js';
+import { ACCOUNT_ID, type DomainConfig } from '../domain/types.js';
 
-export const ACCOUNT_ID = /^[A-Za-z0-9_.-]{1,64}$/;
+export { ACCOUNT_ID };
 export const accountIdSchema = z.string().regex(ACCOUNT_ID, 'account id: 1-64 of A-Z a-z 0-9 _ . -');
 export const clientIdSchema = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'clientId: 1-128 of A-Z a-z 0-9 _ . : -');
 

@@ -16,18 +16,18 @@ import { WebsocketProvider } from 'y-websocket';
 import { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { Hono } from 'hono';
-import type { AccountView, BookLevel, TradeView } from '../domain/types.js';
+import { ACCOUNT_ID, type AccountView, type BookLevel, type TradeView } from '../domain/types.js';
 import {
-  ACCOUNTS, BOOK, META, META_DOC, STAMP, TRADES,
+  ACCOUNT_VIEW_PREFIX, ACCOUNTS, BOOK, META, META_DOC, STAMP, TRADES,
   accountShardDoc, completeSeq, docNames, marketDoc, shardOf, type Layout,
 } from '../publish/layout.js';
-import { SyncServer, tokenGate } from '../rooms/room-server.js';
+import { SyncServer } from '../rooms/room-server.js';
+import { tokenGate } from '../auth/rules.js';
 import { mountReadRoutes, type ReadLimits, type ReadModel, type ReadScope } from '../http/read-routes.js';
 import { requestError } from '../http/errors.js';
 import { listen, type RunningServer } from '../http/server.js';
 import { ReplicaStore } from '../replica/store.js';
-import { ACCOUNT_VIEW_PREFIX, signToken } from '../auth/tokens.js';
-import { ACCOUNT_ID } from '../http/schemas.js';
+import { signToken } from '../auth/tokens.js';
 import { dashboardHtml, dashboardScript } from '../replica/dashboard/page.js';
 
 /** Per-account browser views one node keeps at once (each is one small doc). */

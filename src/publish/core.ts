@@ -1,20 +1,22 @@
-// The primary's engine: a replayed (or handed-over) state machine, the sequencer that extends the
-// log, and the publisher that mirrors every committed batch into a new generation of Yjs docs.
+// The committed-state publisher around the engine (the primary's Core): a replayed (or handed-over)
+// state machine, the sequencer that extends the log, and the publisher that mirrors every committed
+// batch into a new generation of Yjs docs, with compaction into a fresh generation. It lives in
+// publish/ because it owns the Publisher; http/ (write routes) and node/ use it from above.
 // Invariants: the state machine, the state hash and the published docs are all functions of the
 // committed log prefix; publishing happens only after a batch is committed (durable locally and,
 // in synchronous mode, acknowledged by the standby); replay re-checks every stored result and
 // state hash, so nondeterminism halts loudly instead of silently diverging.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { canonicalJson } from '../domain/canonical.js';
 import type { DomainConfig, Seq } from '../domain/types.js';
-import { LogCorruptError, type CommandLog, type LogEntry } from '../log/command-log.js';
-import { SqliteCommandLog } from '../log/sqlite-log.js';
-import { Publisher } from './publisher.js';
 import { join } from 'node:path';
-import type { Layout } from './layout.js';
-import { HashedMachine } from '../engine/hashed-machine.js';
+import type { CommandLog, LogEntry } from '../log/command-log.js';
+import { SqliteCommandLog } from '../log/sqlite-log.js';
+import type { HashedMachine } from '../engine/hashed-machine.js';
+import { replay } from '../engine/replay.js';
 import { Sequencer, systemClock, type Clock, type CommittedBatch } from '../engine/sequencer.js';
+import type { Layout } from './layout.js';
+import { Publisher } from './publisher.js';
 
 export interface CoreOptions {
   domain: DomainConfig;
@@ -42,25 +44,6 @@ export interface CoreOptions {
   compaction?: { tombstonesPerAccount: number; tombstonesMin: number };
   clock?: Clock;
   logger?: Logger;
-}
-
-/** Checks one stored entry against a fresh apply; throws LogCorruptError on any difference. */
-export function applyChecked(machine: HashedMachine, e: LogEntry): void {
-  const { result, stateHash } = machine.apply({ seq: e.seq, tsMs: e.tsMs, command: e.command });
-  if (canonicalJson(result) !== canonicalJson(e.result)) {
-    throw new LogCorruptError(`diverged at seq ${e.seq}: log says ${canonicalJson(e.result)}, state machine says ${canonicalJson(result)}`);
-  }
-  if (stateHash !== e.stateHash) {
-    throw new LogCorruptError(`diverged at seq ${e.seq}: state hash ${stateHash}, log says ${e.stateHash}`);
-  }
-}
-
-/** Rebuilds state from a log, checking each stored result and hash against a fresh apply. */
-export function replay(domain: DomainConfig, log: CommandLog): HashedMachine {
-  const machine = new HashedMachine(domain);
-  for (const e of log.entriesFrom(1)) applyChecked(machine, e);
-  machine.drainEffects();
-  return machine;
 }
 
 export const COMPACTION_DEFAULT = { tombstonesPerAccount: 8, tombstonesMin: 250_000 };

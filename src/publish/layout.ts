@@ -7,6 +7,9 @@ import * as Y from 'yjs';
 export const META_DOC = 'meta';
 export const accountShardDoc = (shard: number): string => `acct-${shard}`;
 export const marketDoc = (symbol: string): string => `mkt-${symbol}`;
+/** Per-account view docs: made by each read node from its own copy, never published by the core. */
+export const ACCOUNT_VIEW_PREFIX = 'view-';
+export const accountViewDoc = (id: string): string => `${ACCOUNT_VIEW_PREFIX}${id}`;
 
 /** Map names inside the docs. */
 export const STAMP = 'stamp'; // every doc: { seq, generation }

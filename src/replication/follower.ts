@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { DomainConfig } from '../domain/types.js';
 import type { CommandLog } from '../log/command-log.js';
-import { applyChecked, replay } from '../publish/core.js';
+import { applyChecked, replay } from '../engine/replay.js';
 import type { HashedMachine } from '../engine/hashed-machine.js';
 import {
   MSG_ACK, MSG_APPEND, MSG_FENCED, MSG_HEARTBEAT, MSG_HELLO, MSG_WELCOME, REPLICATION_PATH,

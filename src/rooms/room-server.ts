@@ -6,9 +6,9 @@
 //                (the client reconnects after 30 s without a message)
 //   3 queryAwareness: ignored (no server-side presence)
 // Invariants: nothing a client sends is ever applied to a doc or forwarded; every connection is
-// authorized for its doc before it sees a byte of it (refusals close with 4401/4403 and are
-// logged); a connection for another generation is closed with 4410 (terminal for y-websocket,
-// the reader rediscovers);
+// authorized for its doc (by the `authorize` function passed in; rooms/ never imports auth/)
+// before it sees a byte of it (refusals close with 4401/4403 and are logged); a connection for
+// another generation is closed with 4410 (terminal for y-websocket, the reader rediscovers);
 // connections are bounded (maxConnections), and a consumer that can't keep up is closed rather
 // than buffered without bound (it resyncs by state vector when it reconnects, losing nothing).
 import type { IncomingMessage } from 'node:http';
@@ -18,7 +18,6 @@ import * as Y from 'yjs';
 import * as encoding from 'lib0/encoding';
 import * as decoding from 'lib0/decoding';
 import * as syncProtocol from 'y-protocols/sync';
-import { authenticate, authorizeDoc, tokenFrom } from '../auth/tokens.js';
 
 export const MSG_SYNC = 0;
 export const MSG_AWARENESS = 1;
@@ -30,28 +29,6 @@ export const CLOSE_BAD_MESSAGE = 4400;
 export const CLOSE_FORBIDDEN = 4403;
 export const CLOSE_UNAUTHENTICATED = 4401;
 export const CLOSE_SLOW_CONSUMER = 4508; // 45xx: transient, the client retries
-
-/** The standard gate: a user or cluster token (header or ?token=) allowed for that doc by auth.ts. */
-export function tokenGate(secrets: { jwtSecret: string; clusterSecret: string }): NonNullable<SyncServerOptions['authorize']> {
-  return async (req, docName) => {
-    const claims = await authenticate(tokenFrom(req.headers, req.url), secrets);
-    const d = authorizeDoc(claims, docName);
-    return d.ok ? d : { ok: false, status: d.status, reason: d.reason };
-  };
-}
-
-/**
- * The core's gate: its rooms are the source for read nodes, not for browsers, so every room needs
- * a cluster (replica) or operator token — anonymous peers are refused even for public docs.
- */
-export function clusterGate(secrets: { jwtSecret: string; clusterSecret: string }): NonNullable<SyncServerOptions['authorize']> {
-  return async (req) => {
-    const claims = await authenticate(tokenFrom(req.headers, req.url), secrets);
-    if (!claims) return { ok: false, status: 401, reason: 'core rooms need a cluster or operator token' };
-    if (claims.role === 'replica' || claims.role === 'operator') return { ok: true };
-    return { ok: false, status: 403, reason: 'core rooms are for read nodes: connect to a regional node' };
-  };
-}
 
 export interface RoomSet {
   generation: string;

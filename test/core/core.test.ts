@@ -2,7 +2,8 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Core, replay } from '../../src/publish/core.js';
+import { Core } from '../../src/publish/core.js';
+import { replay } from '../../src/engine/replay.js';
 import type { Clock, Outcome, Submission } from '../../src/engine/sequencer.js';
 import { StateHasher } from '../../src/engine/state-hash.js';
 import { canonicalJson } from '../../src/domain/canonical.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { CoreNode, type CoreRole } from '../../src/node/core-node.js';
 import { ReadNode } from '../../src/node/region-node.js';
 import { LinkProxy } from '../../sim/index.js';
-import { replay } from '../../src/publish/core.js';
+import { replay } from '../../src/engine/replay.js';
 import type { LogEntry } from '../../src/log/command-log.js';
 import { get, post, secretsOf, tempDir, testConfig, waitForEvent } from './helpers.js';
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { EMBEDDED_DEFAULTS } from '../../src/config/schema.js';
 import { CoreProcesses, freePort } from '../../sim/process-cluster.js';
 import { SqliteCommandLog } from '../../src/log/sqlite-log.js';
-import { replay } from '../../src/publish/core.js';
+import { replay } from '../../src/engine/replay.js';
 import { parseConfig } from '../../src/config/schema.js';
 import { mulberry32 } from '../../sim/prng.js';
 import { operatorToken, tempDir } from '../e2e/helpers.js';
