@@ -1,5 +1,7 @@
-// A core node: one process's worth of core. It owns the command log and an HTTP port (API, Yjs
-// rooms, replication link) and plays one role at a time:
+// A core node: one process's worth of core, and the place that wires http/ and rooms/ to the
+// engine, replication and publisher. It owns the command log and an HTTP port (API, Yjs rooms,
+// replication link) and plays one role at a time (the primary role: primary-role.ts; the start-up
+// decision: replication/election.ts; the standby: replication/follower.ts):
 //   starting → primary | standby;  standby → primary (promotion);  primary → standby (fenced).
 // Invariants: at most one role object (Core or Follower) is live; roles change only through
 // becomePrimary/becomeStandby; a new primary always takes a new, persisted epoch above every epoch
@@ -18,13 +20,15 @@ import type { CommandLog } from '../log/command-log.js';
 import { SyncServer } from '../rooms/room-server.js';
 import { clusterGate } from '../auth/rules.js';
 import type { Layout } from '../publish/layout.js';
-import { Core } from '../publish/core.js';
+import type { Core } from '../publish/core.js';
 import { Follower } from '../replication/follower.js';
+import { elect, fetchPeerStatus, type CoreRole, type PeerStatus } from '../replication/election.js';
 import type { HashedMachine } from '../engine/hashed-machine.js';
-import { PrimaryReplicator } from '../replication/leader.js';
+import type { PrimaryReplicator } from '../replication/leader.js';
 import type { Clock } from '../engine/sequencer.js';
+import { PrimaryRole } from './primary-role.js';
 
-export type CoreRole = 'starting' | 'primary' | 'standby' | 'halted';
+export type { CoreRole };
 
 export interface CoreNodeOptions {
   /** Which of config.core.nodes this is (default: the first). */
@@ -40,15 +44,6 @@ export interface CoreNodeOptions {
   clock?: Clock;
 }
 
-interface PeerStatus {
-  role: CoreRole;
-  node: string;
-  epoch: number;
-  seq: number;
-  lastEpoch: number;
-  caughtUp?: boolean;
-}
-
 export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   readonly name: string;
   readonly log: CommandLog;
@@ -61,7 +56,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   private peerUrl: string | null;
   private readonly layout: Layout;
   private closed = false;
-  private probeTimer: NodeJS.Timeout | null = null;
+  private primaryRole: PrimaryRole | null = null;
 
   constructor(readonly config: Config, readonly opts: CoreNodeOptions = {}) {
     super();
@@ -150,126 +145,59 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     });
   }
 
-  /** Start-up role decision; resolves once this node is primary or standby. */
+  /** Start-up role decision (replication/election.ts); resolves once this node is primary or standby. */
   async elect(): Promise<void> {
-    const { log } = this;
-    if (this.peerUrl === null) return this.becomePrimary(Math.max(1, log.currentEpoch()), undefined);
-    const isFirst = this.config.core.nodes[0]!.name === this.name;
-    let warned = false;
-    while (!this.closed) {
-      const peer = await this.peerStatus();
-      if (peer?.role === 'primary') return this.becomeStandby();
-      if (peer && (peer.role === 'starting' || (peer.role === 'standby' && !peer.caughtUp)) && this.outranks(peer)) {
-        return this.becomePrimary(log.currentEpoch() + 1, undefined);
-      }
-      if (!peer && ((log.lastSeq() === 0 && log.currentEpoch() === 0 && isFirst) || this.opts.forcePrimary)) {
-        return this.becomePrimary(log.currentEpoch() + 1, undefined);
-      }
-      if (!peer && !warned) {
-        warned = true;
-        this.opts.logger?.warn({ peer: this.peerUrl }, 'peer core unreachable: waiting for it (start with --force-primary if it is gone for good)');
-      }
-      await new Promise((r) => setTimeout(r, this.config.replication.heartbeatMs));
-    }
+    const outcome = await elect({
+      log: this.log,
+      nodeName: this.name,
+      nodeOrder: this.config.core.nodes.map((n) => n.name),
+      peerUrl: () => this.peerUrl,
+      peerStatus: () => this.peerStatus(),
+      retryMs: this.config.replication.heartbeatMs,
+      ...(this.opts.forcePrimary ? { forcePrimary: true } : {}),
+      closed: () => this.closed,
+      ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+    });
+    if (outcome?.role === 'primary') this.becomePrimary(outcome.epoch, undefined);
+    else if (outcome?.role === 'standby') this.becomeStandby();
   }
 
-  /** Most advanced log wins; ties go to config order. */
-  private outranks(peer: PeerStatus): boolean {
-    const mine = [this.log.lastEpoch(), this.log.lastSeq()] as const;
-    const theirs = [peer.lastEpoch, peer.seq] as const;
-    if (mine[0] !== theirs[0]) return mine[0] > theirs[0];
-    if (mine[1] !== theirs[1]) return mine[1] > theirs[1];
-    const order = this.config.core.nodes.map((n) => n.name);
-    return order.indexOf(this.name) < order.indexOf(peer.node);
-  }
-
-  private async peerStatus(): Promise<PeerStatus | null> {
-    if (!this.peerUrl) return null;
-    try {
-      const res = await fetch(`${this.peerUrl}/v1/status`, { signal: AbortSignal.timeout(Math.max(250, this.config.replication.heartbeatMs * 3)) });
-      return (await res.json()) as PeerStatus;
-    } catch {
-      return null;
-    }
+  private peerStatus(): Promise<PeerStatus | null> {
+    return fetchPeerStatus(this.peerUrl, Math.max(250, this.config.replication.heartbeatMs * 3));
   }
 
   private becomePrimary(epoch: number, machine: HashedMachine | undefined): void {
     if (this.closed) return;
-    const { config, log } = this;
-    if (log.currentEpoch() < epoch) log.setCurrentEpoch(epoch);
-    const replicator = this.peerUrl
-      ? new PrimaryReplicator({
-          log,
-          epoch,
-          nodeName: this.name,
-          mode: config.replication.mode,
-          clusterSecret: config.replication.clusterSecret,
-          heartbeatMs: config.replication.heartbeatMs,
-          soloAllowed: true,
-          ...(this.opts.logger ? { logger: this.opts.logger } : {}),
-        })
-      : null;
-    const core = new Core({
-      domain: config.domain,
-      layout: this.layout,
-      bookDepth: config.publish.bookDepth,
-      tradesKept: config.publish.tradesKept,
-      maxBatch: config.core.maxBatch,
-      maxQueue: config.core.maxQueue,
-      log,
+    const role: PrimaryRole = new PrimaryRole({
+      config: this.config,
+      log: this.log,
       epoch,
       nodeName: this.name,
-      compaction: { tombstonesPerAccount: config.publish.compactTombstonesPerAccount, tombstonesMin: config.publish.compactTombstonesMin },
+      peerUrl: this.peerUrl,
+      layout: this.layout,
+      sync: this.sync,
       ...(machine ? { machine } : {}),
-      ...(replicator ? { replicate: (entries) => replicator.replicate(entries) } : {}),
+      peerStatus: () => this.peerStatus(),
+      isCurrent: (): boolean => !this.closed && this.currentRole === 'primary' && this.primaryRole === role,
+      onFenced: () => this.stepDown(),
       ...(this.opts.clock ? { clock: this.opts.clock } : {}),
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
     });
-    this.replicator = replicator;
-    this.core = core;
-    replicator?.on('fenced', () => this.stepDown());
-    this.sync.serve({ generation: core.publisher.generation, docs: core.publisher.docs });
-    // Compaction: both generations are served for a grace period; readers discover the new one,
-    // sync it in the background while the old keeps streaming, and swap. Then the old retires.
-    core.on('generation', (next, old) => {
-      if (this.core !== core) return;
-      this.sync.serve({ generation: next.generation, docs: next.docs }, { keepPrevious: true });
-      const timer = setTimeout(() => {
-        this.sync.retire(old.generation);
-        core.retire(old);
-      }, config.publish.compactGraceMs);
-      timer.unref();
-    });
+    this.primaryRole = role;
+    this.replicator = role.replicator;
+    this.core = role.core;
+    role.start();
     this.setRole('primary');
-    core.startEpoch().catch((err: unknown) => this.opts.logger?.warn({ err: String(err) }, 'epoch start not committed'));
-    if (replicator) this.probePeer();
-  }
-
-  /**
-   * A primary whose standby is gone can't know whether it promoted; it asks the peer directly
-   * and steps down if the peer leads a newer epoch.
-   */
-  private probePeer(): void {
-    const every = Math.max(50, this.config.replication.heartbeatMs * 2);
-    const tick = async () => {
-      this.probeTimer = null;
-      if (this.closed || this.currentRole !== 'primary') return;
-      if (!this.replicator?.attached) {
-        const peer = await this.peerStatus();
-        if (peer?.role === 'primary' && peer.epoch > (this.core?.epoch ?? 0)) this.replicator?.fence(peer.epoch);
-      }
-      if (!this.closed && this.currentRole === 'primary') this.probeTimer = setTimeout(tick, every);
-    };
-    this.probeTimer = setTimeout(tick, every);
+    role.begin();
   }
 
   /** Fenced by a newer epoch: stop acting as primary and follow the new one. */
   private stepDown(): void {
     if (this.currentRole !== 'primary') return;
     this.opts.logger?.warn({ node: this.name, epoch: this.core?.epoch }, 'stepping down: a newer primary exists');
-    this.core?.stop('fenced by a newer primary');
+    this.primaryRole?.stepDown('fenced by a newer primary');
+    this.primaryRole = null;
     this.core = null;
-    this.replicator?.close();
     this.replicator = null;
     // Readers of this node's rooms must go and find the new primary.
     this.sync.serve({ generation: 'none', docs: new Map() });
@@ -302,10 +230,8 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.probeTimer) clearTimeout(this.probeTimer);
     this.follower?.stop();
-    this.replicator?.close();
-    this.core?.stop('closed');
+    this.primaryRole?.close();
     await this.server?.close();
     this.log.close();
   }
