@@ -1,32 +1,17 @@
 // Read endpoints shared by the core (authoritative, in-memory) and the read nodes (their local Yjs
-// copy): one ReadModel interface, one set of routes, so both answer identically. Every answer
+// copy): one ReadModel interface (replica/read-model.ts), one set of routes, so both answer identically. Every answer
 // carries the seq it reflects and the region that served it; `?minSeq=N` waits (bounded) until the
 // scope reaches N, else 503 seq_not_reached with the current seq — read-your-writes for a client
 // that remembers the seq of its last write. Account routes need a bearer token for that account
 // (or an operator/cluster token; auth.ts decides); market data and status are public.
 import type { Context, Hono } from 'hono';
-import type { AccountView, BookLevel, TradeView } from '../domain/types.js';
+import type { ReadModel, ReadScope } from '../replica/read-model.js';
 import { authenticate, tokenFrom } from '../auth/tokens.js';
 import { authorizeAccountRead } from '../auth/rules.js';
 import { ACCOUNT_ID } from './schemas.js';
 import { errorBody, requestError } from './errors.js';
 
-/** What a read depends on: one account's shard, one market, or everything. */
-export type ReadScope = { kind: 'account'; id: string } | { kind: 'market'; symbol: string } | { kind: 'all' };
-
-export interface ReadModel {
-  readonly region: string;
-  generation(): string | null;
-  /** Seq up to which `scope` is complete locally. */
-  seqFor(scope: ReadScope): number;
-  /** Resolves true once seqFor(scope) >= minSeq, false after timeoutMs. */
-  waitFor(scope: ReadScope, minSeq: number, timeoutMs: number): Promise<boolean>;
-  account(id: string): AccountView | undefined;
-  hasMarket(symbol: string): boolean;
-  book(symbol: string): { bids: BookLevel[]; asks: BookLevel[] } | undefined;
-  trades(symbol: string, limit: number): TradeView[];
-  status(): Record<string, unknown>;
-}
+export type { ReadModel, ReadScope };
 
 export interface ReadLimits {
   minSeqWaitMsDefault: number;

@@ -1,0 +1,106 @@
+// The read model: what a read can ask (ReadModel, answered by a read node from its local copy and
+// by the core from its published docs; http/read-routes.ts serves it) and the doc reads behind it —
+// per-scope completeness from the stamps, accounts, books and trades — plus the bounded waits of
+// `?minSeq=`.
+// Invariants: a scope's seq is the minimum of layout.completeSeq over the docs it depends on, so a
+// read never claims a seq its docs don't fully reflect; nothing here writes to a doc.
+import type * as Y from 'yjs';
+import type { AccountView, BookLevel, TradeView } from '../domain/types.js';
+import { ACCOUNTS, BOOK, TRADES, accountShardDoc, completeSeq, marketDoc, shardOf, type Layout } from '../publish/layout.js';
+
+/** What a read depends on: one account's shard, one market, or everything. */
+export type ReadScope = { kind: 'account'; id: string } | { kind: 'market'; symbol: string } | { kind: 'all' };
+
+export interface ReadModel {
+  readonly region: string;
+  generation(): string | null;
+  /** Seq up to which `scope` is complete locally. */
+  seqFor(scope: ReadScope): number;
+  /** Resolves true once seqFor(scope) >= minSeq, false after timeoutMs. */
+  waitFor(scope: ReadScope, minSeq: number, timeoutMs: number): Promise<boolean>;
+  account(id: string): AccountView | undefined;
+  hasMarket(symbol: string): boolean;
+  book(symbol: string): { bids: BookLevel[]; asks: BookLevel[] } | undefined;
+  trades(symbol: string, limit: number): TradeView[];
+  status(): Record<string, unknown>;
+}
+
+/** One generation's docs, as the reads see them. */
+export interface DocSource {
+  doc(name: string): Y.Doc | undefined;
+  readonly meta: Y.Doc;
+}
+
+/** The docs a scope depends on. */
+export function scopeDocs(layout: Layout, names: readonly string[], scope: ReadScope): readonly string[] {
+  if (scope.kind === 'account') return [accountShardDoc(shardOf(scope.id, layout.accountShards))];
+  if (scope.kind === 'market') return [marketDoc(scope.symbol)];
+  return names;
+}
+
+/** Seq up to which every one of `docs` is complete (0 without a source). */
+export function seqOf(source: DocSource | null, docs: readonly string[]): number {
+  if (!source) return 0;
+  let seq = Number.POSITIVE_INFINITY;
+  for (const name of docs) seq = Math.min(seq, completeSeq(name, source.doc(name)!, source.meta));
+  return Number.isFinite(seq) ? seq : 0;
+}
+
+export function accountOf(source: DocSource | null, layout: Layout, id: string): AccountView | undefined {
+  const doc = source?.doc(accountShardDoc(shardOf(id, layout.accountShards)));
+  return doc?.getMap<AccountView>(ACCOUNTS).get(id);
+}
+
+export function bookOf(source: DocSource | null, symbol: string): { bids: BookLevel[]; asks: BookLevel[] } | undefined {
+  const doc = source?.doc(marketDoc(symbol));
+  if (!doc) return undefined;
+  const map = doc.getMap<BookLevel[]>(BOOK);
+  return { bids: map.get('bids') ?? [], asks: map.get('asks') ?? [] };
+}
+
+export function tradesOf(source: DocSource | null, symbol: string, limit: number): TradeView[] {
+  const doc = source?.doc(marketDoc(symbol));
+  if (!doc || limit === 0) return [];
+  const arr = doc.getArray<TradeView>(TRADES);
+  return arr.slice(Math.max(0, arr.length - limit));
+}
+
+interface Waiter {
+  scope: ReadScope;
+  minSeq: number;
+  done: (ok: boolean) => void;
+}
+
+/** Readers waiting for a scope to reach a seq (`?minSeq=`); each wait ends by its own timeout. */
+export class SeqWaiters {
+  private readonly waiters = new Set<Waiter>();
+
+  constructor(private readonly seqFor: (scope: ReadScope) => number) {}
+
+  wait(scope: ReadScope, minSeq: number, timeoutMs: number): Promise<boolean> {
+    if (this.seqFor(scope) >= minSeq) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        scope,
+        minSeq,
+        done: (ok) => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve(ok);
+        },
+      };
+      const timer = setTimeout(() => waiter.done(false), timeoutMs);
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** Releases every waiter whose scope has reached its seq. */
+  check(): void {
+    for (const w of this.waiters) if (this.seqFor(w.scope) >= w.minSeq) w.done(true);
+  }
+
+  /** Ends every wait with false (the node stops). */
+  cancelAll(): void {
+    for (const w of [...this.waiters]) w.done(false);
+  }
+}
