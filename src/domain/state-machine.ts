@@ -11,9 +11,16 @@
 //   positions ≤ accounts × markets.
 // - If apply() ever throws (a broken invariant), the machine may be half-updated, so it refuses
 //   all further use: the caller must rebuild from the log.
+// Position and margin arithmetic lives in positions.ts, the order book in book.ts. This file stays
+// one unit (~400 lines) on purpose: the command handlers share the machine's private state, and the
+// "every reject check before the first mutation" invariant is checked by reading them side by side.
 
 import { assert } from './assert.js';
 import { OrderBook, ordersOf, type BookSide, type RestingOrder } from './book.js';
+import {
+  ceilDiv, fillPosition, floorDiv, isReducing, marginRequired as initialMargin, safe,
+  type AccountState,
+} from './positions.js';
 import type {
   AccountId,
   AccountView,
@@ -37,44 +44,9 @@ import type {
   TradeView,
 } from './types.js';
 
-interface PositionState {
-  readonly market: string;
-  /** Signed: > 0 long, < 0 short. */
-  qty: number;
-  /** Σ price*qty of the lots still open; always >= 0, and 0 when qty === 0. */
-  costBasis: number;
-  realizedPnl: number;
-}
-
-interface AccountState {
-  readonly id: AccountId;
-  collateral: number;
-  readonly positions: Map<string, PositionState>;
-  /** Resting orders, keyed by id. Insertion order == ascending id, but views sort anyway. */
-  readonly orders: Map<OrderId, RestingOrder>;
-}
+export { ceilDiv, floorDiv };
 
 type PlaceOrder = Extract<Command, { type: 'place_order' }>;
-
-function safe(n: number, what: string): number {
-  assert(Number.isSafeInteger(n), `integer overflow in ${what}: ${n}`);
-  return n;
-}
-
-/** floor(a / b) for safe integers a and b > 0, exact even where a / b rounds in floating point. */
-export function floorDiv(a: number, b: number): number {
-  assert(Number.isSafeInteger(a) && Number.isSafeInteger(b) && b > 0, 'floorDiv: bad operands');
-  let q = Math.floor(a / b);
-  // a / b is correctly rounded, so q is off by at most one; fix it with exact integer products.
-  while (q * b > a) q -= 1;
-  while ((q + 1) * b <= a) q += 1;
-  return q;
-}
-
-/** ceil(a / b) for safe integers a and b > 0. */
-export function ceilDiv(a: number, b: number): number {
-  return -floorDiv(-a, b);
-}
 
 function reject(code: RejectCode, detail?: string): Result {
   return detail === undefined ? { status: 'rejected', code } : { status: 'rejected', code, detail };
@@ -152,7 +124,7 @@ export class StateMachine {
   account(id: AccountId): AccountView | undefined {
     const a = this.accounts.get(id);
     if (a === undefined) return undefined;
-    const marginRequired = this.marginRequired(a);
+    const marginRequired = initialMargin(a, this.leverage);
     const positions: PositionView[] = [...a.positions.values()]
       .sort((x, y) => compareStr(x.market, y.market))
       .map((p) => ({
@@ -287,7 +259,7 @@ export class StateMachine {
     const max = this.limits.maxAmount;
     if (!inRange(amt, 1, max)) return reject('amount_limit_exceeded', `amount must be 1..${max}`);
     const after = safe(a.collateral - amt, 'withdraw');
-    if (after < this.marginRequired(a)) return reject('insufficient_collateral');
+    if (after < initialMargin(a, this.leverage)) return reject('insufficient_collateral');
     a.collateral = after;
     this.pending.accounts.add(id);
     return { status: 'accepted', collateral: after as Amount };
@@ -318,8 +290,8 @@ export class StateMachine {
     // Checked even if the order would fill completely: the outcome of matching must not decide
     // whether a command is admissible, keeping the rule simple to state and to test.
     if (c.tif === 'GTC' && a.orders.size >= lim.maxOpenOrdersPerAccount) return reject('too_many_orders');
-    if (!this.isReducing(a, c.market, c.side, c.qty)) {
-      const needed = safe(this.marginRequired(a) + ceilDiv(c.price * c.qty, this.leverage), 'margin');
+    if (!isReducing(a, c.market, c.side, c.qty)) {
+      const needed = safe(initialMargin(a, this.leverage) + ceilDiv(c.price * c.qty, this.leverage), 'margin');
       if (needed > a.collateral) return reject('insufficient_collateral');
     }
 
@@ -347,8 +319,8 @@ export class StateMachine {
       remaining -= q;
       const makerAcct = this.accounts.get(maker.account);
       assert(makerAcct !== undefined, 'resting order of an unknown account');
-      this.fillPosition(a, c.market, c.side === 'buy' ? q : -q, price);
-      this.fillPosition(makerAcct, c.market, c.side === 'buy' ? -q : q, price);
+      fillPosition(a, c.market, c.side === 'buy' ? q : -q, price);
+      fillPosition(makerAcct, c.market, c.side === 'buy' ? -q : q, price);
       if (maker.remaining === 0) this.removeOrder(maker);
       fills.push({ makerOrderId: maker.orderId, makerAccount: maker.account, price, qty: q as QtyLots });
       this.pending.accounts.add(maker.account);
@@ -422,66 +394,6 @@ export class StateMachine {
     this.pending.accounts.add(o.account);
   }
 
-  /** Initial margin: ceil(costBasis / L) per position + ceil(price * remaining / L) per resting order. */
-  private marginRequired(a: AccountState): number {
-    let m = 0;
-    for (const p of a.positions.values()) m += ceilDiv(p.costBasis, this.leverage);
-    for (const o of a.orders.values()) m += ceilDiv(o.price * o.remaining, this.leverage);
-    return safe(m, 'marginRequired');
-  }
-
-  /**
-   * An order only shrinks the position (even if every already-resting order on the same side
-   * fills first), so it needs no margin: a trader can always close.
-   */
-  private isReducing(a: AccountState, market: string, side: Side, qty: number): boolean {
-    const p = a.positions.get(market);
-    if (p === undefined || p.qty === 0) return false;
-    const reducingSide: Side = p.qty > 0 ? 'sell' : 'buy';
-    if (side !== reducingSide) return false;
-    let committed = 0;
-    for (const o of a.orders.values()) {
-      if (o.market === market && o.side === side) committed += o.remaining;
-    }
-    return qty <= Math.abs(p.qty) - committed;
-  }
-
-  /** Applies one side of a fill. signedQty > 0 buys, < 0 sells. Realized PnL goes to collateral. */
-  private fillPosition(a: AccountState, market: string, signedQty: number, price: number): void {
-    assert(signedQty !== 0, 'zero fill');
-    let p = a.positions.get(market);
-    if (p === undefined) {
-      p = { market, qty: 0, costBasis: 0, realizedPnl: 0 };
-      a.positions.set(market, p);
-    }
-    const fillQty = Math.abs(signedQty);
-    if (p.qty === 0 || Math.sign(p.qty) === Math.sign(signedQty)) {
-      // Opening or adding.
-      p.costBasis = safe(p.costBasis + price * fillQty, 'costBasis');
-      p.qty = safe(p.qty + signedQty, 'position qty');
-      return;
-    }
-    const absQty = Math.abs(p.qty);
-    const long = p.qty > 0;
-    const closed = Math.min(fillQty, absQty);
-    // Pro-rata share of the cost of the closed lots; exact via bigint (costBasis * closed may
-    // exceed 2^53). Closing everything removes all of it, so no rounding residue is left.
-    const removedCost =
-      closed === absQty ? p.costBasis : Number((BigInt(p.costBasis) * BigInt(closed)) / BigInt(absQty));
-    const proceeds = safe(closed * price, 'closed notional');
-    const pnl = long ? proceeds - removedCost : removedCost - proceeds;
-    p.realizedPnl = safe(p.realizedPnl + pnl, 'realizedPnl');
-    a.collateral = safe(a.collateral + pnl, 'collateral');
-    p.costBasis -= removedCost;
-    p.qty = long ? p.qty - closed : p.qty + closed;
-    const flipQty = fillQty - closed;
-    if (flipQty > 0) {
-      assert(p.qty === 0 && p.costBasis === 0, 'flip from a non-flat position');
-      p.qty = signedQty > 0 ? flipQty : -flipQty;
-      p.costBasis = safe(price * flipQty, 'costBasis');
-    }
-    assert(p.costBasis >= 0 && (p.qty !== 0 || p.costBasis === 0), 'costBasis invariant');
-  }
 }
 
 function orderView(o: RestingOrder): OrderView {
