@@ -1,6 +1,8 @@
 // LinkProxy: a TCP proxy that makes one real socket hop behave like a simulated WAN link, so the
 // core and regional read nodes can run on one machine while HTTP and y-websocket bytes still pay
-// regional latency.
+// regional latency. Lives in sim/ (tests and bench); the one product use is src/cli's `up`, which
+// runs the local simulated cluster through it. One file (~580 lines) on purpose: the model below
+// is one per-direction state machine whose ordering, loss and partition rules interlock.
 //
 // Model (per direction of each connection, the two directions are independent):
 // - Every chunk read from the source is due at max(now + delay, lastDueThisDirection), where

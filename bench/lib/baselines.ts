@@ -13,7 +13,7 @@
 //     push replication stream over the same link: one-way latency plus Redis' own overhead.
 //
 // Invariants:
-// - Both baselines cross LinkProxy from src/net, the very code statemirror's region links use, so
+// - Both baselines cross LinkProxy from sim/, the very code statemirror's region links use, so
 //   the link model (latency, jitter, loss as late delivery, no reordering) is identical.
 // - Modules report sightings only: onSeen({seq, atMs}) with atMs = performance.now() in this
 //   process at the moment the seq was first seen; the driver holds commit times and computes lag.

@@ -45,7 +45,7 @@ export function authorizeDoc(claims: Claims | null, name: string): Decision {
   return claims.role === 'operator' || claims.role === 'replica' ? ok : forbidden('account shards hold many accounts: operator or cluster token only');
 }
 
-/** The standard gate: a user or cluster token (header or ?token=) allowed for that doc by auth.ts. */
+/** The standard gate: a user or cluster token (header or ?token=) allowed for that doc by authorizeDoc. */
 export function tokenGate(secrets: { jwtSecret: string; clusterSecret: string }): NonNullable<SyncServerOptions['authorize']> {
   return async (req, docName) => {
     const claims = await authenticate(tokenFrom(req.headers, req.url), secrets);

@@ -1,11 +1,8 @@
 // Tokens: HS256 JWTs (hono/jwt) with claims {sub, role} — signing, verification (with a bounded
 // cache of verified tokens) and where a request carries one. Who may do what is in rules.ts.
-//   operator — any account, deposits and withdrawals, every doc;
-//   account  — acts and reads only for account `sub` (orders, cancels; its own balances, positions,
-//              orders; its own per-account view room); market data and meta are public;
-//   replica  — cluster links (read nodes syncing from the core or a relay, standby↔primary):
-//              signed with the CLUSTER secret, never with the user JWT secret, so a user token can
-//              never pass as a cluster peer.
+// Roles: operator and account tokens are signed with the user JWT secret; replica tokens (cluster
+// links: read nodes syncing from the core or a relay, standby↔primary) with the CLUSTER secret,
+// never with the user JWT secret, so a user token can never pass as a cluster peer.
 // Invariants: a cluster token verifies only against the cluster secret and a user token only
 // against the JWT secret; callers never inspect claims themselves (rules.ts decides).
 import { decode, sign, verify } from 'hono/jwt';

@@ -1,8 +1,9 @@
-// Wires a whole local cluster from a Config: the core nodes (primary + standby), then every region
-// in upstream order, each behind LinkProxies that apply its configured link (latency, jitter,
-// loss) to every byte it pulls from upstream — one proxy per upstream candidate (each core node,
+// Wires a whole local (simulated) cluster from a Config: the core nodes (primary + standby), then
+// every region in upstream order, each behind LinkProxies that apply its configured link (latency,
+// jitter, loss) to every byte it pulls from upstream — one proxy per upstream candidate (each core node,
 // or the relay region). Invariant: a region's upstream is started before the region, so every
-// proxy has a live target address.
+// proxy has a live target address. This is the only src/ file that uses sim/
+// (LinkProxy and the seeded PRNG), as .dependency-cruiser.cjs allows for src/cli alone.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { linkFor, type Config, type RegionConfig } from '../config/schema.js';

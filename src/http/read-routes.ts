@@ -1,9 +1,9 @@
 // Read endpoints shared by the core (authoritative, in-memory) and the read nodes (their local Yjs
-// copy): one ReadModel interface (replica/read-model.ts), one set of routes, so both answer identically. Every answer
-// carries the seq it reflects and the region that served it; `?minSeq=N` waits (bounded) until the
+// copy): one ReadModel interface (replica/read-model.ts), one set of routes, so both answer
+// identically. Every answer carries the seq it reflects and the region that served it; `?minSeq=N` waits (bounded) until the
 // scope reaches N, else 503 seq_not_reached with the current seq — read-your-writes for a client
 // that remembers the seq of its last write. Account routes need a bearer token for that account
-// (or an operator/cluster token; auth.ts decides); market data and status are public.
+// (or an operator/cluster token; auth/rules.ts decides); market data and status are public.
 import type { Context, Hono } from 'hono';
 import type { ReadModel, ReadScope } from '../replica/read-model.js';
 import { authenticate, tokenFrom } from '../auth/tokens.js';

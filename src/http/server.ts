@@ -1,5 +1,8 @@
 // Binds a hono app (and optionally read-only y-websocket rooms) to a real TCP port. Port 0 picks a
 // free port; the bound port is returned so tests and `up` can wire proxies to it.
+// Invariants: connections beyond maxConnections get 429 too_many_connections; WebSocket upgrades
+// go to the upgrade handlers passed in (the replication link) or the rooms (passed in, /sync/...),
+// anything else gets 404; close() closes the rooms and every connection.
 import { createAdaptorServer } from '@hono/node-server';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';

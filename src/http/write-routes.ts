@@ -1,8 +1,8 @@
-// The core's HTTP API (hono): POST /v1/commands (one command or {commands:[...]}), the shared read
+// The core's HTTP API (hono), write routes and wiring: POST /v1/commands (one command or {commands:[...]}), the shared read
 // routes answered from the authoritative state, GET /v1/status, and GET /v1/sync/info (which
 // generation and docs a read node should sync). Invariant: nothing reaches the sequencer unless it
 // parsed as JSON, passed the strict schema, fits the size and count limits, and every command of
-// the request is authorized for the bearer token (auth.ts decides; this module only asks).
+// the request is authorized for the bearer token (auth/rules.ts decides; this module only asks).
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';

@@ -1,7 +1,7 @@
 // Tokens on the HTTP API via app.request() (no sockets): POST /v1/commands needs a bearer token
 // allowed to issue every command of the request (else 401/403 and nothing reaches the log); account
 // reads need a token for that account, an operator or a cluster token; market data and status are
-// public. The rules themselves live in src/api/auth.ts; this checks the routes apply them.
+// public. The rules themselves live in src/auth/rules.ts; this checks the routes apply them.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Hono } from 'hono';
 import { sign } from 'hono/jwt';

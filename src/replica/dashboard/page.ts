@@ -1,5 +1,6 @@
 // Serves the regional dashboard: an HTML shell and its script, bundled once from ./client.ts with
 // esbuild (cached in memory; the bundle is the same for every request).
+// Invariant: the page only reads (its rooms are read-only and gated by the same tokens as HTTP).
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
