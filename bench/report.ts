@@ -87,7 +87,7 @@ export function renderMarkdown(r: BenchResults): string {
   return [
     `# statemirror benchmark — ${startedAt.toISOString()}`,
     '',
-    `node ${process.version}, ${availableParallelism()} cpus; seed ${opts.seed}; load ${opts.rate} cmds/s for ${opts.durationS} s over ${opts.accounts} accounts (${lagResult.sent} sent, ${lagResult.rejectedHttp} refused/failed, ${lagResult.saturated} skipped at the in-flight cap); reads ${opts.readRate}/s per region; replication ${config.replication.mode}; failovers during the load: ${lagResult.failovers}.`,
+    `node ${process.version}, ${availableParallelism()} cpus; seed ${opts.seed}; load ${opts.rate} cmds/s for ${opts.durationS} s over ${opts.accounts} accounts (${lagResult.sent} sent, ${lagResult.rejectedHttp} refused/failed, ${lagResult.saturated} skipped at the in-flight cap); reads ${opts.readRate}/s per region; core: ${config.core.nodes.length} nodes (Raft, majority commit); failovers during the load: ${lagResult.failovers}.`,
     '',
     '## 1. Commit→visible lag per region (ms: p50 / p99 / p999)',
     '',

@@ -56,8 +56,8 @@ async function withCoreProcesses<T>(config: Config, fn: (primaryUrl: string) => 
   cleanups.push(() => procs.stopAll());
   try {
     await Promise.all(procs.names.map((n) => procs.start(n)));
-    const twoNodes = procs.names.length > 1;
-    const primary = await procs.waitFor((s) => s.role === 'primary' && (!twoNodes || s.replication?.standby != null), 20_000, 'a primary (with its standby)');
+    // A leader whose followers all caught up: every write from here on waits for a majority.
+    const primary = await procs.waitFor((s) => s.role === 'primary' && s.raft.peers.every((p) => p.lag === 0), 20_000, 'a leader with its followers caught up');
     return await fn(procs.url(primary.node));
   } finally {
     await procs.stopAll();

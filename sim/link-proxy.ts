@@ -413,7 +413,8 @@ class Conn {
 export class LinkProxy extends EventEmitter<LinkProxyEvents> {
   readonly name: string;
   readonly targetHost: string;
-  readonly targetPort: number;
+  /** Where new connections go; retarget() moves it (a restarted server on a new port). */
+  targetPort: number;
   readonly seed: number;
   readonly maxConnections: number;
   readonly maxBufferedBytesPerDirection: number;
@@ -487,6 +488,11 @@ export class LinkProxy extends EventEmitter<LinkProxyEvents> {
     validateLinkSpec(spec);
     this.linkSpec = { ...spec };
     this.logger.info({ proxy: this.name, link: this.linkSpec }, 'link changed');
+  }
+
+  /** New connections go to `port` from now on (existing ones keep their target). */
+  retarget(port: number): void {
+    this.targetPort = port;
   }
 
   partition(mode: PartitionMode): void {

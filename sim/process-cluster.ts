@@ -1,7 +1,7 @@
-// Runs core nodes as real OS processes (`statemirror core --node NAME`) for fault tests and the
-// failover benchmark: start, SIGKILL, restart, find the primary. Readiness is the node's own
-// "core node ready" log line, not a timer. Invariant: every child is killed by stopAll(), so a
-// failed test never leaks processes.
+// Runs core nodes as real OS processes (`statemirror core --node NAME [--peer P=URL]`) for fault
+// tests and the failover benchmark: start, SIGKILL, SIGSTOP/SIGCONT, restart, find the leader.
+// Readiness is the node's own "core node listening" log line, not a timer. Invariant: every child
+// is killed by stopAll() (a paused one is continued first), so a failed test never leaks processes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -26,15 +26,27 @@ export interface NodeStatus {
   node: string;
   epoch: number;
   seq: number;
+  commit: number;
+  lastSeq: number;
   stateHash: string;
-  replication: { standby: string | null; standbyAckedSeq: number | null } | null;
+  leader: string | null;
+  raft: { role: string; learner: boolean; storageError: string | null; peers: Array<{ node: string; match: number; lag: number }> };
 }
 
 export class CoreProcesses {
   private readonly children = new Map<string, ChildProcess>();
+  private readonly paused = new Set<string>();
   readonly stderr = new Map<string, string>();
 
-  constructor(private readonly opts: { configPath: string; urls: Record<string, string>; logLevel?: string }) {}
+  constructor(
+    private readonly opts: {
+      configPath: string;
+      urls: Record<string, string>;
+      /** Per node: peer name → the URL it dials (e.g. link proxies the test can partition). */
+      peerUrls?: Record<string, Record<string, string>>;
+      logLevel?: string;
+    },
+  ) {}
 
   url(name: string): string {
     return this.opts.urls[name]!;
@@ -44,9 +56,10 @@ export class CoreProcesses {
     return Object.keys(this.opts.urls);
   }
 
-  /** Spawns a node and resolves once it logged that it is primary or standby. */
+  /** Spawns a node and resolves once it is listening (elections follow on their own). */
   start(name: string, timeoutMs = 30_000): Promise<void> {
-    const child = spawn(process.execPath, [BIN, 'core', '--node', name, '--config', this.opts.configPath, '--log-level', this.opts.logLevel ?? 'info'], {
+    const peers = Object.entries(this.opts.peerUrls?.[name] ?? {}).flatMap(([peer, url]) => ['--peer', `${peer}=${url}`]);
+    const child = spawn(process.execPath, [BIN, 'core', '--node', name, '--config', this.opts.configPath, '--log-level', this.opts.logLevel ?? 'info', ...peers], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.children.set(name, child);
@@ -57,7 +70,7 @@ export class CoreProcesses {
       child.stderr!.on('data', (chunk: string) => {
         // Keep the tail only: a long run must not grow this without bound.
         this.stderr.set(name, (this.stderr.get(name)! + chunk).slice(-20_000));
-        if (chunk.includes('"msg":"core node ready"')) {
+        if (chunk.includes('"msg":"core node listening')) {
           clearTimeout(timer);
           resolve();
         }
@@ -77,6 +90,23 @@ export class CoreProcesses {
     child.kill('SIGKILL');
     await exited;
     this.children.delete(name);
+    this.paused.delete(name);
+  }
+
+  /** SIGSTOP: the process freezes (a GC pause, a stuck VM); its sockets stay open. */
+  pause(name: string): void {
+    this.children.get(name)?.kill('SIGSTOP');
+    this.paused.add(name);
+  }
+
+  /** SIGCONT: the frozen process runs again and finds the world moved on. */
+  resume(name: string): void {
+    this.children.get(name)?.kill('SIGCONT');
+    this.paused.delete(name);
+  }
+
+  isRunning(name: string): boolean {
+    return this.children.has(name);
   }
 
   async status(name: string): Promise<NodeStatus | null> {
@@ -93,7 +123,7 @@ export class CoreProcesses {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       for (const name of this.names) {
-        if (!this.children.has(name)) continue;
+        if (!this.children.has(name) || this.paused.has(name)) continue;
         const s = await this.status(name);
         if (s && pred(s)) return s;
       }
@@ -104,6 +134,7 @@ export class CoreProcesses {
 
   /** Graceful stop (SIGTERM) of every running node. */
   async stopAll(): Promise<void> {
+    for (const name of [...this.paused]) this.resume(name);
     await Promise.all(
       [...this.children.entries()].map(async ([name, child]) => {
         if (child.exitCode !== null || child.signalCode !== null) return;

@@ -13,7 +13,7 @@ import type { Submission } from '../../src/engine/sequencer.js';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../../src/config/schema.js';
 import { assert } from '../../src/domain/assert.js';
 import type { Amount, Command, PriceTicks, QtyLots } from '../../src/domain/types.js';
-import type { CommandLog, LogEntry } from '../../src/log/command-log.js';
+import { EMPTY_HARD_STATE, type CommandLog, type HardState, type LogEntry } from '../../src/log/command-log.js';
 import { mulberry32 } from '../../sim/prng.js';
 
 export interface GrowthRow {
@@ -54,7 +54,7 @@ const INITIAL_DEPOSIT = 1_000_000_000;
 export class CountingCommandLog implements CommandLog {
   private seq = 0;
   private epochLast = 0;
-  private epochPromise = 0;
+  private hard: HardState = EMPTY_HARD_STATE;
   private last: LogEntry | undefined;
   private readonly clientIds = new Set<string>();
 
@@ -62,7 +62,32 @@ export class CountingCommandLog implements CommandLog {
     return this.seq;
   }
 
-  appendBatch(entries: readonly LogEntry[]): void {
+  hardState(): HardState {
+    return this.hard;
+  }
+
+  setHardState(h: HardState): void {
+    this.hard = { ...h };
+  }
+
+  epochAt(seq: number): number | undefined {
+    if (seq === 0) return 0;
+    if (seq === this.seq) return this.epochLast;
+    assert(seq > this.seq, `CountingCommandLog retains only the last entry (asked the epoch at ${seq})`);
+    return undefined;
+  }
+
+  lastSeqOfEpochAtMost(epoch: number): number {
+    assert(epoch >= this.epochLast, 'CountingCommandLog retains only the last entry');
+    return this.seq;
+  }
+
+  entries(from: number, to: number): LogEntry[] {
+    assert(from === this.seq && to === this.seq && this.last !== undefined, `CountingCommandLog retains only the last entry (asked ${from}..${to})`);
+    return [this.last];
+  }
+
+  append(entries: readonly LogEntry[]): void {
     entries.forEach((e, i) => {
       assert(e.seq === this.seq + 1 + i, `log append out of order: got seq ${e.seq}`);
       assert(!this.clientIds.has(e.clientId), `duplicate client id ${e.clientId}`);
@@ -93,26 +118,9 @@ export class CountingCommandLog implements CommandLog {
     return undefined;
   }
 
-  lastEpoch(): number {
-    return this.epochLast;
-  }
-
-  epochEnd(_epoch: number): number {
-    return this.seq;
-  }
-
   truncateAfter(seq: number): number {
     assert(seq === this.seq, 'CountingCommandLog cannot truncate');
     return 0;
-  }
-
-  currentEpoch(): number {
-    return Math.max(this.epochPromise, this.epochLast);
-  }
-
-  setCurrentEpoch(epoch: number): void {
-    assert(epoch >= this.currentEpoch(), 'current epoch may not go back');
-    this.epochPromise = epoch;
   }
 
   close(): void {}

@@ -1,4 +1,4 @@
-// Wires a whole local (simulated) cluster from a Config: the core nodes (primary + standby), then
+// Wires a whole local (simulated) cluster from a Config: the core nodes (a Raft cluster), then
 // every region in upstream order, each behind LinkProxies that apply its configured link (latency,
 // jitter, loss) to every byte it pulls from upstream — one proxy per upstream candidate (each core node,
 // or the relay region). Invariant: a region's upstream is started before the region, so every
@@ -127,11 +127,10 @@ export async function startCluster(config: Config, opts: ClusterOptions = {}): P
   );
   // Bind every node first, so peers with ephemeral ports can be told each other's address.
   await Promise.all(cores.map((c) => c.listen()));
-  if (cores.length === 2) {
-    cores[0]!.setPeerUrl(cores[1]!.url);
-    cores[1]!.setPeerUrl(cores[0]!.url);
-  }
-  await Promise.all(cores.map((c) => c.elect()));
+  for (const c of cores) for (const peer of cores) if (peer !== c) c.setPeerUrl(peer.name, peer.url);
+  for (const c of cores) c.begin();
+  // Regions discover the leader themselves; waiting here only makes `up` print a primary.
+  await Promise.any(cores.map((c) => c.waitForRole('primary', 30_000)));
   const regions = new Map<string, RegionNode>();
   const close = async () => {
     // Downstream first, so no region sees its upstream vanish mid-shutdown and starts reconnecting.

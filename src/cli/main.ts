@@ -15,8 +15,8 @@ const USAGE = `usage: statemirror <command> [options]
 
 commands:
   up                      start the core and every region's read node (npm start)
-  core [--node NAME]      start one core node (primary or standby, decided with its peer)
-       [--force-primary]  become primary even if the peer can't be reached (it must be dead)
+  core [--node NAME]      start one core node of the Raft cluster in core.nodes (elections pick the leader)
+       [--peer NAME=URL]  reach peer NAME at URL instead of its configured address (repeatable)
   replica --region NAME   start one region's read node (its upstream must be running)
   token --role operator   print an operator token (any account, deposits/withdrawals, every read)
   token --account ID      print a token that acts for and reads account ID only
@@ -74,7 +74,7 @@ async function main(argv: string[]): Promise<void> {
       config: { type: 'string' },
       region: { type: 'string' },
       node: { type: 'string' },
-      'force-primary': { type: 'boolean', default: false },
+      peer: { type: 'string', multiple: true },
       role: { type: 'string' },
       account: { type: 'string' },
       'ttl-s': { type: 'string', default: '86400' },
@@ -91,17 +91,17 @@ async function main(argv: string[]): Promise<void> {
   const config: Config = loadConfig(values.config);
 
   if (command === 'core') {
-    const node = new CoreNode(config, {
-      ...(values.node ? { nodeName: values.node } : {}),
-      forcePrimary: values['force-primary'],
-      logger,
-    });
-    // Shutdown handlers first: a node waiting for its peer must still stop on Ctrl-C.
+    // --peer NAME=URL: reach that peer at URL instead of its configured address (a proxy, a NAT).
+    const peerUrls: Record<string, string> = {};
+    for (const p of values.peer ?? []) {
+      const m = /^([a-z0-9][a-z0-9-]{0,31})=(https?:\/\/\S+)$/.exec(p);
+      if (!m || !config.core.nodes.some((n) => n.name === m[1])) throw new Error(`--peer must be NAME=http://host:port with NAME one of ${config.core.nodes.map((n) => n.name).join(', ')}`);
+      peerUrls[m[1]!] = m[2]!;
+    }
+    const node = new CoreNode(config, { ...(values.node ? { nodeName: values.node } : {}), peerUrls, logger });
     onShutdown(() => node.close(), logger);
-    await node.listen();
-    logger.info({ node: node.name, url: node.url }, 'core node listening; deciding role');
-    await node.elect();
-    logger.info({ node: node.name, role: node.role, seq: node.log.lastSeq(), epoch: node.log.currentEpoch() }, 'core node ready');
+    await node.start();
+    logger.info({ node: node.name, url: node.url, peers: config.core.nodes.length - 1, epoch: node.raft.epoch, lastSeq: node.log.lastSeq() }, 'core node listening; joining the cluster (elections decide the leader)');
     return;
   }
   if (command === 'token') {

@@ -18,11 +18,14 @@ export const LinkSchema = z.strictObject({
 
 export const ConfigSchema = z.strictObject({
   core: z.strictObject({
-    /** One node runs alone; two run as primary + standby (the first bootstraps as primary). */
+    /**
+     * The core's Raft cluster (docs/replication.md): a write commits once a majority holds it, so
+     * 3 nodes survive one failure, 5 survive two, 2 survive none (both are needed), 1 runs alone.
+     */
     nodes: z
       .array(z.strictObject({ name, host: z.string().default('127.0.0.1'), port: int(0, 65535), dataDir: z.string() }))
       .min(1)
-      .max(2),
+      .max(9),
     maxBatch: int(1, 100_000).default(1024),
     maxQueue: int(1, 10_000_000).default(20_000),
     maxBodyBytes: int(256, 64 * 1024 * 1024).default(262_144),
@@ -44,17 +47,22 @@ export const ConfigSchema = z.strictObject({
   }),
   replication: z
     .strictObject({
-      /** sync: a write is acknowledged only after the standby stored it. async: lossy on failover. */
-      mode: z.enum(['sync', 'async']).default('sync'),
-      heartbeatMs: int(5, 10_000).default(100),
-      /** The standby promotes itself after this long without hearing from the primary. */
-      heartbeatTimeoutMs: int(20, 60_000).default(600),
+      /** Leader heartbeats (empty APPENDs carrying the commit index). */
+      heartbeatMs: int(5, 10_000).default(50),
+      /**
+       * T: a follower that hears no leader for a random time in [T, 2T) starts an election; a
+       * leader that hears from no majority for T steps down (CheckQuorum).
+       */
+      electionTimeoutMs: int(20, 60_000).default(300),
       /** A write not committed within this answers 503 commit_timeout (outcome unknown: retry it). */
       commitTimeoutMs: int(10, 600_000).default(5000),
+      /** Entries per APPEND, and APPENDs in flight per follower (the replication pipeline). */
+      maxEntriesPerAppend: int(1, 100_000).default(1024),
+      maxInflightAppends: int(1, 1024).default(8),
       /** Shared by core nodes and read nodes; STATEMIRROR_CLUSTER_SECRET overrides it. */
       clusterSecret: z.string().min(16).default('statemirror-dev-cluster-secret'),
     })
-    .default({ mode: 'sync', heartbeatMs: 100, heartbeatTimeoutMs: 600, commitTimeoutMs: 5000, clusterSecret: 'statemirror-dev-cluster-secret' }),
+    .default({ heartbeatMs: 50, electionTimeoutMs: 300, commitTimeoutMs: 5000, maxEntriesPerAppend: 1024, maxInflightAppends: 8, clusterSecret: 'statemirror-dev-cluster-secret' }),
   auth: z
     .strictObject({
       /** HS256 secret for user tokens (operator / account); STATEMIRROR_JWT_SECRET overrides it. */
@@ -116,8 +124,8 @@ export function parseConfig(raw: unknown): Config {
   const names = new Set<string>();
   const coreNames = new Set(config.core.nodes.map((n) => n.name));
   if (coreNames.size !== config.core.nodes.length) problems.push('core.nodes: duplicate node name');
-  if (config.replication.heartbeatTimeoutMs < 3 * config.replication.heartbeatMs) {
-    problems.push('replication.heartbeatTimeoutMs must be at least 3 × heartbeatMs');
+  if (config.replication.electionTimeoutMs < 3 * config.replication.heartbeatMs) {
+    problems.push('replication.electionTimeoutMs must be at least 3 × heartbeatMs');
   }
   const jwtEnv = process.env.STATEMIRROR_JWT_SECRET;
   if (jwtEnv !== undefined) {
@@ -206,6 +214,7 @@ export const EMBEDDED_DEFAULTS = {
     nodes: [
       { name: 'core-a', port: 7700, dataDir: 'data/core-a' },
       { name: 'core-b', port: 7701, dataDir: 'data/core-b' },
+      { name: 'core-c', port: 7702, dataDir: 'data/core-c' },
     ],
   },
   domain: {

@@ -1,14 +1,13 @@
-// The sequencer: the single writer. It queues submissions, assigns gap-free seqs, applies each
-// command to the state machine, group-commits the batch to the command log (one transaction, one
-// fsync), waits until the batch is replicated (the standby's ack, in synchronous mode), and only
-// then publishes and resolves the callers. Invariants: only this class assigns seq, and asserts
-// seq === last + 1; one batch is in flight at a time, so the state machine is never ahead of the
-// batch being published; nothing is acknowledged or published before it is committed; a client id
-// is applied at most once (a retry gets the stored result); the queue is bounded (a full queue is
-// OverloadedError, answered 429). If the log write fails after the state machine applied the
-// batch, memory is ahead of disk: the sequencer halts for good (restart replays the log). If
-// replication reports that this node was fenced, it halts too: its unreplicated tail may be
-// truncated when it rejoins as a standby.
+// The sequencer: the single writer's front door. It queues submissions (bounded: a full queue is
+// OverloadedError, answered 429), answers retries of a client id from the log or from the batch in
+// flight, hands each batch to the replicated log (apply to the state machine, append durably, ship
+// to the followers) and, once the batch is committed (a majority holds it), publishes it and
+// resolves the callers. Invariants: one batch is in flight at a time, so the state machine is at
+// most one batch ahead of what is published; nothing is acknowledged or published before it is
+// committed; a client id is applied at most once (a retry gets the stored result); every waiter
+// belongs to a queued or in-flight command, so they are bounded by the queue. If the batch cannot
+// be sequenced (a disk error) or this node loses its leadership before the commit, the sequencer
+// stops for good: its callers get HaltedError, or LeadershipLostError (outcome unknown, retry).
 import { assert } from '../domain/assert.js';
 import { canonicalJson } from '../domain/canonical.js';
 import type { HashedMachine } from './hashed-machine.js';
@@ -19,6 +18,21 @@ export interface Clock {
   nowMs(): number;
 }
 export const systemClock: Clock = { nowMs: () => Date.now() };
+
+/** This node stopped leading before the write committed: its outcome is unknown (retry it). */
+export class LeadershipLostError extends Error {
+  override name = 'LeadershipLostError';
+}
+
+/** The replicated log the sequencer writes through (replication/replicated-machine.ts). */
+export interface SequencerTarget {
+  /** The state machine the batches are applied to (its effects are drained per batch). */
+  readonly machine: HashedMachine;
+  /** Applies, appends durably and ships a batch; returns its entries. Throws if it cannot. */
+  sequence(items: readonly Submission[]): LogEntry[];
+  /** Resolves once `seq` is committed; rejects (LeadershipLostError) if it may never be here. */
+  committed(seq: number): Promise<void>;
+}
 
 export interface Submission {
   clientId: string;
@@ -54,19 +68,12 @@ interface Pending {
 }
 
 export interface SequencerOptions {
-  log: CommandLog;
-  machine: HashedMachine;
-  /** Epoch stamped on every entry: this primary's epoch. */
-  epoch: number;
-  /**
-   * Resolves once `entries` (already durable locally) may be acknowledged and published: at once
-   * for a solo primary, on the standby's ack in synchronous mode. Rejecting halts the sequencer.
-   */
-  replicate?: (entries: readonly LogEntry[]) => Promise<void>;
-  clock?: Clock;
+  /** Where retries are looked up (the whole log is committed once this leader is ready). */
+  log: Pick<CommandLog, 'findByClientId'>;
+  target: SequencerTarget;
   maxQueue: number;
   maxBatch: number;
-  /** Called synchronously after each durable batch, before callers are answered. */
+  /** Called synchronously after each committed batch, before callers are answered. */
   onCommitted: (batch: CommittedBatch) => void;
   onHalt?: (err: unknown) => void;
 }
@@ -78,17 +85,8 @@ export class Sequencer {
   private scheduled = false;
   private busy = false;
   private halted: unknown = null;
-  private lastTsMs = 0;
-  private readonly clock: Clock;
 
-  constructor(private readonly opts: SequencerOptions) {
-    this.clock = opts.clock ?? systemClock;
-    assert(opts.machine.lastSeq === opts.log.lastSeq(), 'state machine and log disagree on lastSeq at start');
-    // Continue from the log's last timestamp, so a restart on a clock that is behind never steps back.
-    // (Iterated to completion: a half-consumed SQLite iterator would leave its statement busy.)
-    const lastSeq = opts.log.lastSeq();
-    if (lastSeq > 0) for (const e of opts.log.entriesFrom(lastSeq)) this.lastTsMs = e.tsMs;
-  }
+  constructor(private readonly opts: SequencerOptions) {}
 
   get queueDepth(): number {
     return this.queue.length;
@@ -154,30 +152,23 @@ export class Sequencer {
     if (this.busy || this.halted !== null || this.queue.length === 0) return;
     this.busy = true;
     const batch = this.queue.splice(0, this.opts.maxBatch);
-    const { machine, log } = this.opts;
-    const entries: LogEntry[] = [];
+    const { target } = this.opts;
+    let entries: LogEntry[];
     try {
-      for (const p of batch) {
-        const seq = (machine.lastSeq + 1) as Seq;
-        // Wall clocks can step back; the log's timestamps never do.
-        const tsMs = Math.max(this.clock.nowMs(), this.lastTsMs);
-        this.lastTsMs = tsMs;
-        const { result, stateHash } = machine.apply({ seq, tsMs, command: p.submission.command });
-        assert(machine.lastSeq === seq, `state machine did not advance to seq ${seq}`);
-        entries.push({ epoch: this.opts.epoch, seq, clientId: p.submission.clientId, tsMs, command: p.submission.command, result, stateHash });
-      }
-      log.appendBatch(entries);
-      if (this.opts.replicate) await this.opts.replicate(entries);
+      const before = target.machine.lastSeq;
+      entries = target.sequence(batch.map((p) => p.submission));
+      assert(entries.length === batch.length && entries[0]!.seq === before + 1, 'the replicated log did not sequence the batch in order');
+      await target.committed(entries[entries.length - 1]!.seq);
     } catch (err) {
       this.busy = false;
       this.halt(err, batch);
       return;
     }
-    const effects = machine.drainEffects();
+    const effects = target.machine.drainEffects();
     try {
-      this.opts.onCommitted({ entries, effects, lastSeq: machine.lastSeq });
+      this.opts.onCommitted({ entries, effects, lastSeq: target.machine.lastSeq });
     } catch (err) {
-      // The batch is durable; a publishing failure must not lose the acks, but nothing after it
+      // The batch is committed; a publishing failure must not lose the acks, but nothing after it
       // can be trusted to publish either, so stop taking writes.
       this.halt(err, []);
     }
@@ -191,9 +182,9 @@ export class Sequencer {
     if (this.queue.length > 0) this.schedule();
   }
 
-  /** Stops taking writes (this node is no longer primary); queued callers get HaltedError. */
+  /** Stops taking writes (this node is no longer the leader); queued callers get LeadershipLostError. */
   stop(reason: string): void {
-    if (this.halted === null) this.halt(new HaltedError(reason), []);
+    if (this.halted === null) this.halt(new LeadershipLostError(reason), []);
   }
 
   private halt(err: unknown, batch: Pending[]): void {
@@ -202,7 +193,7 @@ export class Sequencer {
     this.inFlight.clear();
     // The callers never get an ack: their commands may or may not be in the log; a retry with the
     // same client id after restart answers which.
-    const reason = new HaltedError(`sequencer halted: ${err instanceof Error ? err.message : String(err)}`);
+    const reason = err instanceof LeadershipLostError ? err : new HaltedError(`sequencer halted: ${err instanceof Error ? err.message : String(err)}`);
     for (const p of failed) for (const w of p.waiters) w.reject(reason);
     this.opts.onHalt?.(err);
   }

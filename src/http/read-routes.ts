@@ -37,18 +37,21 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
     if (minSeq === null) return requestError(c, 'invalid_query', 'minSeq must be a non-negative integer');
     if (waitMs === null) return requestError(c, 'invalid_query', `waitMs must be an integer in 0..${limits.minSeqWaitMsMax}`);
     c.header(HEADER_REGION, model.region);
-    const gen = model.generation();
-    if (gen !== null) c.header(HEADER_GENERATION, gen);
     if (minSeq !== undefined && model.seqFor(scope) < minSeq) {
       const reached = await model.waitFor(scope, minSeq, waitMs ?? limits.minSeqWaitMsDefault);
       if (!reached) {
         const seq = model.seqFor(scope);
+        const at = model.generation();
+        if (at !== null) c.header(HEADER_GENERATION, at);
         c.header(HEADER_SEQ, String(seq));
         c.header('retry-after', '1');
         return c.json(errorBody('seq_not_reached', `replica at seq ${seq}, asked for ${minSeq}`, { seq, minSeq }), 503);
       }
     }
-    if (model.generation() === null) {
+    // After any wait: the generation may have changed (a new leader) while we waited.
+    const gen = model.generation();
+    if (gen !== null) c.header(HEADER_GENERATION, gen);
+    if (gen === null) {
       c.header(HEADER_SEQ, '0');
       c.header('retry-after', '1');
       return c.json(errorBody('seq_not_reached', 'this node has not synced any state yet', { seq: 0, minSeq: minSeq ?? 0 }), 503);

@@ -7,7 +7,7 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';
 import type { Core } from '../publish/core.js';
-import { HaltedError, OverloadedError, type Outcome, type Submission } from '../engine/sequencer.js';
+import { HaltedError, LeadershipLostError, OverloadedError, type Outcome, type Submission } from '../engine/sequencer.js';
 import type { AccountView, BookLevel, Command, DomainConfig, TradeView } from '../domain/types.js';
 import { ACCOUNTS, BOOK, TRADES, accountShardDoc, docNames, marketDoc, shardOf, type Layout } from '../publish/layout.js';
 import { authenticate, tokenFrom } from '../auth/tokens.js';
@@ -114,6 +114,14 @@ export function coreReadModel(
   };
 }
 
+/** Where the leader is, when this node knows (a client redirects there). */
+function leaderHint(d: { [k: string]: unknown }): { leader?: string; leaderUrl?: string } {
+  return {
+    ...(typeof d.leader === 'string' ? { leader: d.leader } : {}),
+    ...(typeof d.leaderUrl === 'string' ? { leaderUrl: d.leaderUrl } : {}),
+  };
+}
+
 export function createCoreApp(opts: CoreAppOptions): Hono {
   const getCore = typeof opts.core === 'function' ? opts.core : ((c: Core) => () => c)(opts.core);
   const app = new Hono();
@@ -126,7 +134,7 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
   const notPrimary = (c: Context) => {
     const d = describe();
     c.header('retry-after', '1');
-    return requestError(c, 'not_primary', `this core node is ${d.role}; send writes and reads to the primary`, { role: d.role, epoch: d.epoch });
+    return requestError(c, 'not_primary', `this core node is ${d.role}; send writes and reads to the primary`, { role: d.role, epoch: d.epoch, ...leaderHint(d) });
   };
 
   // Checks, in order: body size (413) → content-type (415) → JSON and strict schema (400) → token
@@ -191,6 +199,12 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
         if (err instanceof OverloadedError) {
           c.header('retry-after', '1');
           return requestError(c, 'overloaded', err.message, { queued: err.queued, maxQueue: err.maxQueue });
+        }
+        if (err instanceof LeadershipLostError) {
+          // Stopped leading before the commit: the write may still commit under the next leader.
+          c.header('retry-after', '1');
+          const d = describe();
+          return requestError(c, 'not_primary', err.message, { role: d.role, epoch: d.epoch, ...leaderHint(d) });
         }
         if (err instanceof HaltedError) return requestError(c, 'halted', err.message);
         throw err;

@@ -1,13 +1,16 @@
 // The command log: the durable, gap-free record of every sequenced command and the result the
-// state machine gave it. It is the source of truth: state, hashes and every Yjs doc are derived
-// from it by replay. Invariants: seqs are contiguous from 1; a client id appears at most once;
-// appendBatch is atomic (all entries or none) and durable when it returns; epochs never decrease
-// along the log. Entries with the same (epoch, seq) in two logs are identical (only one primary
-// writes per epoch), which is what lets a rejoining node find where its log diverged.
+// state machine gave it, plus Raft's hard state (cluster id, epoch, vote, learner flag). It is the
+// source of truth: state, hashes and every Yjs doc are derived from it by replay. It is also the
+// storage the replication protocol runs on (replication/storage.ts, docs/replication.md).
+// Invariants: seqs are contiguous from 1; a client id appears at most once; append is atomic (all
+// entries or none) and durable when it returns; epochs never decrease along the log; every
+// mutating call either is durable when it returns or throws (StorageError for a disk that refuses:
+// full, I/O error) having changed nothing. Entries with the same (epoch, seq) in two logs are
+// identical (one leader per epoch), which is what lets Raft find where two logs diverge.
 import type { Command, Result, Seq } from '../domain/types.js';
 
 export interface LogEntry {
-  /** Epoch of the primary that sequenced the entry. */
+  /** Epoch (Raft term) of the leader that sequenced the entry. */
   epoch: number;
   seq: Seq;
   /** Idempotency key chosen by the client: a retry with the same id returns this entry's result. */
@@ -15,37 +18,82 @@ export interface LogEntry {
   tsMs: number;
   command: Command;
   result: Result;
-  /** State hash after applying this entry (checked by replay and by the standby). */
+  /** State hash after applying this entry (checked by replay and by every follower). */
   stateHash: string;
 }
 
+/** Raft's persistent state besides the log (docs/replication.md, "What each node persists"). */
+export interface HardState {
+  /** Fixed at the cluster's bootstrap; null until this node has joined a cluster. */
+  clusterId: string | null;
+  /** Raft's currentTerm: the highest epoch this node has seen. */
+  epoch: number;
+  /** Whom this node voted for in `epoch` (or '#none': it will not vote in it). */
+  votedFor: string | null;
+  /** Lost its disk and has not caught up yet: may not vote or campaign. */
+  learner: boolean;
+}
+
+export const EMPTY_HARD_STATE: HardState = { clusterId: null, epoch: 0, votedFor: null, learner: false };
+
+/** The disk refused a write (full, I/O error): named as such, never as divergence. */
+export class StorageError extends Error {
+  override name = 'StorageError';
+}
+
 export interface CommandLog {
+  hardState(): HardState;
+  setHardState(h: HardState): void;
   /** 0 when empty. */
   lastSeq(): number;
+  /** Epoch of the entry at seq; 0 for seq 0; undefined beyond the log. */
+  epochAt(seq: number): number | undefined;
+  /** Last seq whose epoch is <= epoch, 0 if none (where a log ending in `epoch` agrees with this one). */
+  lastSeqOfEpochAtMost(epoch: number): number;
+  /** Entries from..to inclusive, both within the log. */
+  entries(from: number, to: number): LogEntry[];
   /** Appends atomically and durably; asserts entries continue lastSeq() without gaps. */
-  appendBatch(entries: readonly LogEntry[]): void;
+  append(entries: readonly LogEntry[]): void;
+  /**
+   * Drops every entry after `seq`: only ever a suffix that was not committed (a follower's tail
+   * that the leader does not hold). Returns how many entries it removed.
+   */
+  truncateAfter(seq: number): number;
   findByClientId(clientId: string): LogEntry | undefined;
   /** Entries with seq >= fromSeq in order, lazily. */
   entriesFrom(fromSeq: number): IterableIterator<LogEntry>;
   entryAt(seq: number): LogEntry | undefined;
-  /** Epoch of the last entry, 0 when empty. */
-  lastEpoch(): number;
-  /**
-   * Last seq this log holds from epochs <= `epoch`: where a node whose log ends in `epoch` must
-   * truncate to agree with this log (Kafka's OffsetsForLeaderEpoch).
-   */
-  epochEnd(epoch: number): number;
-  /**
-   * Drops every entry after `seq`. Only for a suffix that was never acknowledged to a client nor
-   * published: the unreplicated tail of a primary that lost its primacy.
-   */
-  truncateAfter(seq: number): number;
-  /** Highest epoch this node has promised to follow or lead (Raft's currentTerm), persisted. */
-  currentEpoch(): number;
-  setCurrentEpoch(epoch: number): void;
   close(): void;
 }
 
 export class LogCorruptError extends Error {
   override name = 'LogCorruptError';
+}
+
+/** Shared by every implementation: an append continues the log and never lowers the epoch. */
+export function appendProblem(lastSeq: number, lastEpoch: number, entries: readonly { seq: number; epoch: number }[]): string | null {
+  let expected = lastSeq + 1;
+  let epoch = lastEpoch;
+  for (const e of entries) {
+    if (e.seq !== expected) return `log append out of order: got seq ${e.seq}, expected ${expected}`;
+    if (e.epoch < epoch) return `log append with epoch ${e.epoch} after epoch ${epoch}`;
+    expected += 1;
+    epoch = e.epoch;
+  }
+  return null;
+}
+
+/**
+ * Freezes an entry deeply: logged entries are shared (the leader ships the very objects it
+ * appended, the tail cache hands them out), so nobody may change one after it is logged.
+ */
+export function freezeEntry(e: LogEntry): LogEntry {
+  deepFreeze(e);
+  return e;
+}
+
+function deepFreeze(v: unknown): void {
+  if (v === null || typeof v !== 'object' || Object.isFrozen(v)) return;
+  Object.freeze(v);
+  for (const x of Object.values(v)) deepFreeze(x);
 }

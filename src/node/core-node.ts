@@ -1,14 +1,14 @@
 // A core node: one process's worth of core, and the place that wires http/ and rooms/ to the
-// engine, replication and publisher. It owns the command log and an HTTP port (API, Yjs rooms,
-// replication link) and plays one role at a time (the primary role: primary-role.ts; the start-up
-// decision: replication/election.ts; the standby: replication/follower.ts):
-//   starting → primary | standby;  standby → primary (promotion);  primary → standby (fenced).
-// Invariants: at most one role object (Core or Follower) is live; roles change only through
-// becomePrimary/becomeStandby; a new primary always takes a new, persisted epoch above every epoch
-// this log has seen, except the bootstrap of an empty cluster (epoch 1); a node that has not been
-// in sync with the current primary never promotes itself (see Follower), and at start-up a node
-// only becomes primary if its peer is unreachable AND the cluster is new, or if the peer is also
-// starting and this node's log is the most advanced (ties: config order).
+// engine, replication and publisher. It owns the command log, an HTTP port (API, Yjs rooms, the
+// cluster link at /v1/cluster), a Raft node (replication/raft.ts) with its replicated state
+// machine, and — while Raft says it is the ready leader — a LeaderRole (Core + publishing).
+// Roles, as /v1/status reports them: `primary` (ready leader: takes writes, publishes), `standby`
+// (follower or learner), `starting` (joining a cluster, electing, or a leader committing its
+// epoch_start), `halted` (a determinism bug: never acknowledges again).
+// Invariants: at most one LeaderRole, and only while Raft is leader and the epoch is ready; it is
+// stopped before the replicated machine rebuilds for a follower; timers and sockets are the only
+// I/O the Raft node sees (through this file), so the simulator runs the same protocol code.
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -16,19 +16,18 @@ import type { Config } from '../config/schema.js';
 import { createCoreApp } from '../http/write-routes.js';
 import { listen, type RunningServer } from '../http/server.js';
 import { SqliteCommandLog } from '../log/sqlite-log.js';
-import type { CommandLog } from '../log/command-log.js';
+import type { CommandLog, LogEntry } from '../log/command-log.js';
 import { SyncServer } from '../rooms/room-server.js';
 import { clusterGate } from '../auth/rules.js';
 import type { Layout } from '../publish/layout.js';
 import type { Core } from '../publish/core.js';
-import { Follower } from '../replication/follower.js';
-import { elect, fetchPeerStatus, type CoreRole, type PeerStatus } from '../replication/election.js';
-import type { HashedMachine } from '../engine/hashed-machine.js';
-import type { PrimaryReplicator } from '../replication/leader.js';
-import type { Clock } from '../engine/sequencer.js';
-import { PrimaryRole } from './primary-role.js';
+import { systemClock, type Clock } from '../engine/sequencer.js';
+import { RaftNode, type RaftRole } from '../replication/raft.js';
+import { ReplicatedMachine } from '../replication/replicated-machine.js';
+import { ClusterTransport } from '../replication/transport.js';
+import { LeaderRole } from './leader-role.js';
 
-export type { CoreRole };
+export type CoreRole = 'starting' | 'primary' | 'standby' | 'halted';
 
 export interface CoreNodeOptions {
   /** Which of config.core.nodes this is (default: the first). */
@@ -36,10 +35,8 @@ export interface CoreNodeOptions {
   host?: string;
   port?: number;
   dataDir?: string;
-  /** http://host:port of the other core node, overriding the config (e.g. through a LinkProxy). */
-  peerUrl?: string | null;
-  /** Become primary at start even if the peer can't be reached (operator override). */
-  forcePrimary?: boolean;
+  /** Peer name → http://host:port, overriding the config (e.g. through link proxies). */
+  peerUrls?: Record<string, string>;
   logger?: Logger;
   clock?: Clock;
 }
@@ -48,15 +45,16 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   readonly name: string;
   readonly log: CommandLog;
   readonly sync: SyncServer;
+  readonly raft: RaftNode<LogEntry>;
+  readonly replicated: ReplicatedMachine;
+  readonly transport: ClusterTransport;
   server!: RunningServer;
-  core: Core | null = null;
-  follower: Follower | null = null;
-  replicator: PrimaryReplicator | null = null;
+  private leaderRole: LeaderRole | null = null;
   private currentRole: CoreRole = 'starting';
-  private peerUrl: string | null;
   private readonly layout: Layout;
+  private readonly peerUrls: Map<string, string>;
   private closed = false;
-  private primaryRole: PrimaryRole | null = null;
+  private tickTimer: NodeJS.Timeout | null = null;
 
   constructor(readonly config: Config, readonly opts: CoreNodeOptions = {}) {
     super();
@@ -64,8 +62,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     const me = opts.nodeName ? nodes.find((n) => n.name === opts.nodeName) : nodes[0];
     if (!me) throw new Error(`no core node named ${opts.nodeName}; configured: ${nodes.map((n) => n.name).join(', ')}`);
     this.name = me.name;
-    const peer = nodes.find((n) => n.name !== me.name);
-    this.peerUrl = opts.peerUrl !== undefined ? opts.peerUrl : peer ? `http://${peer.host}:${peer.port}` : null;
+    this.peerUrls = new Map(nodes.filter((n) => n.name !== me.name).map((n) => [n.name, opts.peerUrls?.[n.name] ?? `http://${n.host}:${n.port}`]));
     this.log = new SqliteCommandLog(join(opts.dataDir ?? me.dataDir, 'log.db'));
     this.layout = { accountShards: config.publish.accountShards, markets: config.domain.markets.map((m) => m.symbol) };
     this.sync = new SyncServer({
@@ -73,10 +70,52 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       authorize: clusterGate({ jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret }),
       onRefused: (info) => opts.logger?.warn(info, 'sync room refused'),
     });
+    const clock = opts.clock ?? systemClock;
+    const logger = opts.logger;
+    const log = (level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}) => logger?.[level](fields, msg);
+    this.replicated = new ReplicatedMachine({
+      domain: config.domain,
+      storage: this.log,
+      nodeName: this.name,
+      wallMs: () => clock.nowMs(),
+      onReady: () => this.onReady(),
+    });
+    const { replication } = config;
+    this.transport = new ClusterTransport({
+      self: this.name,
+      peers: this.peerUrls,
+      clusterSecret: replication.clusterSecret,
+      onMessage: (from, msg) => this.raft.receive(from, msg),
+      maxFrameBytes: 64 * 1024 * 1024,
+      maxBufferedBytes: 32 * 1024 * 1024,
+      log,
+    });
+    this.raft = new RaftNode<LogEntry>({
+      id: this.name,
+      nodes: nodes.map((n) => n.name),
+      storage: this.log,
+      now: () => performance.now(),
+      random: Math.random,
+      electionTimeoutMs: replication.electionTimeoutMs,
+      heartbeatMs: replication.heartbeatMs,
+      maxEntriesPerAppend: replication.maxEntriesPerAppend,
+      maxInflightAppends: replication.maxInflightAppends,
+      send: (to, msg) => this.transport.send(to, msg),
+      onRole: (role, epoch, leader) => this.onRaftRole(role, epoch, leader),
+      onCommit: (commit) => this.replicated.onCommit(commit),
+      newClusterId: () => randomUUID(),
+      log,
+    });
+    this.replicated.attach(this.raft);
   }
 
   get role(): CoreRole {
     return this.currentRole;
+  }
+
+  /** The ready leader's Core (null on every other node). */
+  get core(): Core | null {
+    return this.leaderRole?.core ?? null;
   }
 
   get url(): string {
@@ -87,39 +126,73 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     return this.server.port;
   }
 
-  private setRole(role: CoreRole): void {
-    this.currentRole = role;
-    this.opts.logger?.info({ node: this.name, role, epoch: this.log.currentEpoch(), seq: this.log.lastSeq() }, 'core role');
-    this.emit('role', role);
-  }
-
-  /** What /v1/status reports in every role; also what a peer reads during election. */
+  /** What /v1/status reports in every role. */
   describe() {
     const core = this.core;
-    const machine = core?.hashed ?? this.follower?.machine;
+    const raft = this.raft;
+    const leader = raft.leader;
     return {
       role: this.currentRole,
       node: this.name,
-      epoch: core?.epoch ?? this.log.currentEpoch(),
-      seq: core?.seq ?? this.log.lastSeq(),
-      lastEpoch: this.log.lastEpoch(),
-      stateHash: core?.stateHash ?? machine?.stateHash ?? '',
-      replication: this.replicator?.status() ?? null,
-      standby: this.follower?.status() ?? null,
-      caughtUp: this.follower?.status().caughtUp ?? false,
+      epoch: raft.epoch,
+      seq: core?.seq ?? this.replicated.applied,
+      lastSeq: this.log.lastSeq(),
+      commit: raft.commit,
+      lastEpoch: this.log.epochAt(this.log.lastSeq()) ?? 0,
+      stateHash: core?.stateHash ?? this.replicated.machine.stateHash,
+      leader,
+      leaderUrl: leader === null ? null : leader === this.name ? this.server?.url ?? null : this.peerUrls.get(leader) ?? null,
+      raft: {
+        role: raft.role,
+        clusterId: raft.clusterId,
+        learner: this.log.hardState().learner,
+        storageError: raft.storageError,
+        haltReason: raft.haltReason,
+        refusedPeers: raft.refusedPeers,
+        /** Leader only: each follower's match index and lag (entries it lacks). */
+        peers: raft.peerStatus().map((p) => ({ ...p, lag: this.log.lastSeq() - p.match })),
+      },
+      links: this.transport.status(),
     };
   }
 
-  /** Listens, then decides the role (see elect). */
+  /** Listens, dials the peers and starts the Raft timers; elections do the rest. */
   async start(): Promise<this> {
     await this.listen();
-    await this.elect();
+    this.begin();
     return this;
   }
 
-  /** Points this node at its peer (e.g. a peer that bound an ephemeral port). Before elect(). */
-  setPeerUrl(url: string): void {
-    this.peerUrl = url;
+  /** Points this node at a peer (e.g. one that bound an ephemeral port). Before begin(). */
+  setPeerUrl(peer: string, url: string): void {
+    this.peerUrls.set(peer, url);
+    this.transport.setPeerUrl(peer, url);
+  }
+
+  /** Resolves once this node is `role` (or rejects after timeoutMs). */
+  waitForRole(role: CoreRole, timeoutMs: number): Promise<void> {
+    if (this.currentRole === role) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('role', on);
+        reject(new Error(`${this.name} not ${role} within ${timeoutMs} ms (is ${this.currentRole})`));
+      }, timeoutMs);
+      const on = (r: CoreRole) => {
+        if (r !== role) return;
+        clearTimeout(timer);
+        this.off('role', on);
+        resolve();
+      };
+      this.on('role', on);
+    });
+  }
+
+  /** Dials the peers and starts the Raft timers (after listen()). */
+  begin(): void {
+    this.transport.start();
+    const tickMs = Math.max(2, Math.floor(this.config.replication.heartbeatMs / 2));
+    this.tickTimer = setInterval(() => this.raft.tick(), tickMs);
+    this.raft.start();
   }
 
   async listen(): Promise<void> {
@@ -140,98 +213,54 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     });
     this.server = await listen(app, this.opts.host ?? me.host, this.opts.port ?? me.port, {
       sync: this.sync,
-      upgrades: () => (this.replicator ? [this.replicator] : []),
+      upgrades: () => [this.transport],
       maxConnections: config.core.maxConnections,
     });
   }
 
-  /** Start-up role decision (replication/election.ts); resolves once this node is primary or standby. */
-  async elect(): Promise<void> {
-    const outcome = await elect({
-      log: this.log,
-      nodeName: this.name,
-      nodeOrder: this.config.core.nodes.map((n) => n.name),
-      peerUrl: () => this.peerUrl,
-      peerStatus: () => this.peerStatus(),
-      retryMs: this.config.replication.heartbeatMs,
-      ...(this.opts.forcePrimary ? { forcePrimary: true } : {}),
-      closed: () => this.closed,
-      ...(this.opts.logger ? { logger: this.opts.logger } : {}),
-    });
-    if (outcome?.role === 'primary') this.becomePrimary(outcome.epoch, undefined);
-    else if (outcome?.role === 'standby') this.becomeStandby();
+  private onRaftRole(role: RaftRole, epoch: number, leader: string | null): void {
+    // Stop publishing first: the replicated machine may rebuild below for a follower.
+    if (role !== 'leader' && this.leaderRole) {
+      this.opts.logger?.warn({ node: this.name, epoch, role, leader }, 'stepping down: no longer the leader');
+      this.leaderRole.stop(`no longer the leader (now ${role} in epoch ${epoch}, leader ${leader ?? 'unknown'}): outcome unknown, retry with the same clientId`);
+      this.leaderRole = null;
+    }
+    this.replicated.onRole(role, epoch);
+    this.updateRole();
   }
 
-  private peerStatus(): Promise<PeerStatus | null> {
-    return fetchPeerStatus(this.peerUrl, Math.max(250, this.config.replication.heartbeatMs * 3));
-  }
-
-  private becomePrimary(epoch: number, machine: HashedMachine | undefined): void {
-    if (this.closed) return;
-    const role: PrimaryRole = new PrimaryRole({
+  /** Raft's leader has committed its epoch_start (or had nothing to commit): take writes, publish. */
+  private onReady(): void {
+    if (this.closed || this.leaderRole) return;
+    this.leaderRole = new LeaderRole({
       config: this.config,
       log: this.log,
-      epoch,
       nodeName: this.name,
-      peerUrl: this.peerUrl,
+      replicated: this.replicated,
       layout: this.layout,
       sync: this.sync,
-      ...(machine ? { machine } : {}),
-      peerStatus: () => this.peerStatus(),
-      isCurrent: (): boolean => !this.closed && this.currentRole === 'primary' && this.primaryRole === role,
-      onFenced: () => this.stepDown(),
       ...(this.opts.clock ? { clock: this.opts.clock } : {}),
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
     });
-    this.primaryRole = role;
-    this.replicator = role.replicator;
-    this.core = role.core;
-    role.start();
-    this.setRole('primary');
-    role.begin();
+    this.updateRole();
   }
 
-  /** Fenced by a newer epoch: stop acting as primary and follow the new one. */
-  private stepDown(): void {
-    if (this.currentRole !== 'primary') return;
-    this.opts.logger?.warn({ node: this.name, epoch: this.core?.epoch }, 'stepping down: a newer primary exists');
-    this.primaryRole?.stepDown('fenced by a newer primary');
-    this.primaryRole = null;
-    this.core = null;
-    this.replicator = null;
-    // Readers of this node's rooms must go and find the new primary.
-    this.sync.serve({ generation: 'none', docs: new Map() });
-    this.becomeStandby();
-  }
-
-  private becomeStandby(): void {
-    if (this.closed || !this.peerUrl) return;
-    const { config } = this;
-    const follower = new Follower({
-      log: this.log,
-      domain: config.domain,
-      nodeName: this.name,
-      peerUrl: this.peerUrl,
-      clusterSecret: config.replication.clusterSecret,
-      heartbeatMs: config.replication.heartbeatMs,
-      heartbeatTimeoutMs: config.replication.heartbeatTimeoutMs,
-      ...(this.opts.logger ? { logger: this.opts.logger } : {}),
-    });
-    this.follower = follower;
-    follower.on('promote', () => {
-      if (this.follower !== follower) return;
-      this.follower = null;
-      this.becomePrimary(this.log.currentEpoch() + 1, follower.machine);
-    });
-    follower.on('diverged', () => this.setRole('halted'));
-    follower.start();
-    this.setRole('standby');
+  private updateRole(): void {
+    const r = this.raft.role;
+    const role: CoreRole =
+      r === 'halted' ? 'halted' : r === 'leader' && this.leaderRole ? 'primary' : r === 'follower' || r === 'learner' ? 'standby' : 'starting';
+    if (role === this.currentRole) return;
+    this.currentRole = role;
+    this.opts.logger?.info({ node: this.name, role, raftRole: r, epoch: this.raft.epoch, seq: this.log.lastSeq(), commit: this.raft.commit }, 'core role');
+    this.emit('role', role);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    this.follower?.stop();
-    this.primaryRole?.close();
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    this.transport.close();
+    this.leaderRole?.stop('closed');
+    this.leaderRole = null;
     await this.server?.close();
     this.log.close();
   }

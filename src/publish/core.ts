@@ -1,20 +1,23 @@
-// The committed-state publisher around the engine (the primary's Core): a replayed (or handed-over)
-// state machine, the sequencer that extends the log, and the publisher that mirrors every committed
-// batch into a new generation of Yjs docs, with compaction into a fresh generation. It lives in
-// publish/ because it owns the Publisher; http/ (write routes) and node/ use it from above.
+// The committed-state publisher around the engine (a ready leader's Core): the sequencer that
+// extends the replicated log and the publisher that mirrors every committed batch into a new
+// generation of Yjs docs, with compaction into a fresh generation. It lives in publish/ because it
+// owns the Publisher; http/ (write routes) and node/ use it from above. A cluster node builds one
+// when its Raft node becomes a ready leader and hands its ReplicatedMachine over; without one, Core
+// runs a single-node cluster over its log (tests, `core.nodes` with one node).
 // Invariants: the state machine, the state hash and the published docs are all functions of the
-// committed log prefix; publishing happens only after a batch is committed (durable locally and,
-// in synchronous mode, acknowledged by the standby); replay re-checks every stored result and
-// state hash, so nondeterminism halts loudly instead of silently diverging.
+// committed log prefix: the first generation is published when the leader is ready (its whole log
+// committed), and every later batch only after it commits (a majority holds it).
 import { EventEmitter } from 'node:events';
-import type { Logger } from 'pino';
-import type { DomainConfig, Seq } from '../domain/types.js';
 import { join } from 'node:path';
-import type { CommandLog, LogEntry } from '../log/command-log.js';
+import type { Logger } from 'pino';
+import { assert } from '../domain/assert.js';
+import type { DomainConfig, Seq } from '../domain/types.js';
+import type { CommandLog } from '../log/command-log.js';
 import { SqliteCommandLog } from '../log/sqlite-log.js';
 import type { HashedMachine } from '../engine/hashed-machine.js';
-import { replay } from '../engine/replay.js';
 import { Sequencer, systemClock, type Clock, type CommittedBatch } from '../engine/sequencer.js';
+import type { ReplicatedMachine } from '../replication/replicated-machine.js';
+import { openSingleNode } from '../replication/single-node.js';
 import type { Layout } from './layout.js';
 import { Publisher } from './publisher.js';
 
@@ -28,13 +31,10 @@ export interface CoreOptions {
   /** The command log; or `dataDir` to open `<dataDir>/log.db`. */
   log?: CommandLog;
   dataDir?: string;
-  /** This primary's epoch (default: the log's current epoch, at least 1). */
-  epoch?: number;
-  /** The node's name, recorded in the epoch_start entry. */
+  /** The node's name (a single-node cluster's Raft id). */
   nodeName?: string;
-  /** State already built from `log` (a promoted standby hands its own over: no replay). */
-  machine?: HashedMachine;
-  replicate?: (entries: readonly LogEntry[]) => Promise<void>;
+  /** A ready leader's replicated machine (cluster nodes); absent: a single-node cluster over `log`. */
+  replicated?: ReplicatedMachine;
   /**
    * Compact into a new Yjs generation once the publisher's tombstones exceed
    * max(tombstonesPerAccount × accounts, tombstonesMin) (defaults 8 and 250 000): v1 state then
@@ -50,7 +50,7 @@ export const COMPACTION_DEFAULT = { tombstonesPerAccount: 8, tombstonesMin: 250_
 
 export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation: [Publisher, Publisher] }> {
   readonly log: CommandLog;
-  readonly hashed: HashedMachine;
+  readonly replicated: ReplicatedMachine;
   private pub: Publisher;
   readonly sequencer: Sequencer;
   readonly epoch: number;
@@ -58,6 +58,7 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
   /** Seq of the last committed batch. The machine can be ahead of it while a batch is in flight. */
   private committedSeq: Seq;
   readonly startedAtMs = Date.now();
+  /** Entries replayed at construction (a single-node Core replays its log; a cluster node hands its machine over: 0). */
   readonly replayedEntries: number;
   /** Generations replaced by a compaction, still published until retired (bounded by the grace). */
   private readonly retiring: Publisher[] = [];
@@ -67,12 +68,14 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     this.setMaxListeners(10_000);
     const clock = opts.clock ?? systemClock;
     this.log = opts.log ?? new SqliteCommandLog(join(opts.dataDir ?? 'data/core', 'log.db'));
-    this.epoch = opts.epoch ?? Math.max(1, this.log.currentEpoch());
-    if (this.log.currentEpoch() < this.epoch) this.log.setCurrentEpoch(this.epoch);
     const t0 = performance.now();
-    this.hashed = opts.machine ?? replay(opts.domain, this.log);
-    if (!opts.machine) opts.logger?.info({ seq: this.hashed.lastSeq, ms: Math.round(performance.now() - t0) }, 'log replayed');
-    this.replayedEntries = opts.machine ? 0 : this.hashed.lastSeq;
+    this.replicated =
+      opts.replicated ??
+      openSingleNode({ domain: opts.domain, log: this.log, nodeName: opts.nodeName ?? 'core', clock, ...(opts.logger ? { logger: opts.logger } : {}) });
+    this.replayedEntries = opts.replicated ? 0 : this.replicated.applied;
+    if (!opts.replicated) opts.logger?.info({ seq: this.replicated.applied, ms: Math.round(performance.now() - t0) }, 'log replayed');
+    assert(this.replicated.ready, 'Core built on a node that is not a ready leader');
+    this.epoch = this.replicated.raftNodeOrNull!.epoch;
     this.hashed.drainEffects();
     this.hash = this.hashed.stateHash;
     this.committedSeq = this.hashed.lastSeq;
@@ -80,28 +83,17 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     this.pub.publishAll(this.hash, clock.nowMs(), this.epoch);
     this.sequencer = new Sequencer({
       log: this.log,
-      machine: this.hashed,
-      epoch: this.epoch,
-      clock,
+      target: this.replicated,
       maxBatch: opts.maxBatch,
       maxQueue: opts.maxQueue,
-      ...(opts.replicate ? { replicate: opts.replicate } : {}),
       onCommitted: (batch) => this.committed(batch),
       onHalt: (err) => opts.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 'sequencer stopped: this core takes no more writes'),
     });
   }
 
-  /**
-   * Marks the start of this primary's epoch in the log (Raft's no-op). Resolves once committed;
-   * until then nothing else this primary sequences can commit either (one batch in flight).
-   */
-  async startEpoch(): Promise<void> {
-    // '#' can't appear in a client's id (API schema), so the marker never collides with one.
-    // An empty log needs no marker: its first entry carries the epoch.
-    if (this.log.lastSeq() === 0 || this.log.lastEpoch() >= this.epoch) return;
-    await this.sequencer.submit([
-      { clientId: `#epoch-${this.epoch}`, command: { type: 'epoch_start', epoch: this.epoch, node: this.opts.nodeName ?? 'core' } },
-    ]);
+  /** The hashed state machine (the leader's: at most one batch ahead of what is published). */
+  get hashed(): HashedMachine {
+    return this.replicated.machine;
   }
 
   /** The current generation's publisher; replaced when the core compacts (see 'generation'). */
@@ -150,7 +142,7 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     old.destroy();
   }
 
-  /** Stops sequencing and publishing; the log stays open (the node may rejoin as standby). */
+  /** Stops sequencing and publishing; the log stays open (the node goes on as a follower). */
   stop(reason: string): void {
     this.sequencer.stop(reason);
     this.pub.destroy();

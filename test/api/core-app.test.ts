@@ -299,7 +299,7 @@ describe('after a log failure (halted core)', () => {
     const { core, app } = setup({ log });
     await post(app, deposit('ok', 'alice', 10));
     const durableHash = core.stateHash;
-    log.appendBatch = () => {
+    log.append = () => {
       throw new Error('EIO');
     };
     const r = await post(app, deposit('lost', 'alice', 5));

@@ -1,36 +1,35 @@
 // Covers the Sequencer: group commit (gap-free seqs, batching, maxBatch, ack only after the log append), log-failure halting, in-flight idempotency and monotonic timestamps.
 import { describe, expect, it } from 'vitest';
-import { HaltedError, OverloadedError, Sequencer, type Clock, type CommittedBatch, type Outcome } from '../../src/engine/sequencer.js';
-import { HashedMachine } from '../../src/engine/hashed-machine.js';
+import { HaltedError, OverloadedError, Sequencer, systemClock, type Clock, type CommittedBatch, type Outcome } from '../../src/engine/sequencer.js';
+import { openSingleNode } from '../../src/replication/single-node.js';
 import type { LogEntry } from '../../src/log/command-log.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import { cmd, makeCore, testConfig, within } from './helpers.js';
 
-/** A MemoryCommandLog that records every appendBatch call and can be told to fail. */
+/** A MemoryCommandLog that records every append call and can be told to fail. */
 class RecordingLog extends MemoryCommandLog {
   readonly batchSizes: number[] = [];
   failWith: Error | null = null;
 
-  override appendBatch(batch: readonly LogEntry[]): void {
+  override append(batch: readonly LogEntry[]): void {
     if (this.failWith) throw this.failWith;
     this.batchSizes.push(batch.length);
-    super.appendBatch(batch);
+    super.append(batch);
   }
 }
 
 function setup(opts: { maxBatch?: number; maxQueue?: number; clock?: Clock; onCommitted?: (b: CommittedBatch) => void } = {}) {
   const log = new RecordingLog();
-  const hashed = new HashedMachine(testConfig());
-  const machine = hashed.machine;
+  // The sequencer writes through a single-node replicated log (what Core does without a cluster).
+  const target = openSingleNode({ domain: testConfig(), log, nodeName: 'core', clock: opts.clock ?? systemClock });
+  const machine = target.machine.machine;
   const committed: CommittedBatch[] = [];
   const halts: unknown[] = [];
   const sequencer = new Sequencer({
     log,
-    machine: hashed,
-    epoch: 1,
+    target,
     maxBatch: opts.maxBatch ?? 64,
     maxQueue: opts.maxQueue ?? 1000,
-    ...(opts.clock ? { clock: opts.clock } : {}),
     onCommitted: (b) => {
       committed.push(b);
       opts.onCommitted?.(b);

@@ -10,7 +10,7 @@ import { parseConfig, type Config } from '../../src/config/schema.js';
 export function testConfig(
   overrides: {
     links?: Array<{ from: string; to: string; latencyMs: number; jitterMs?: number }>;
-    coreNodes?: 1 | 2;
+    coreNodes?: 1 | 2 | 3;
     replication?: Record<string, unknown>;
     publish?: Record<string, unknown>;
   } = {},
@@ -18,10 +18,11 @@ export function testConfig(
   const nodes = [
     { name: 'core-a', host: '127.0.0.1', port: 0, dataDir: 'unused-a' },
     { name: 'core-b', host: '127.0.0.1', port: 0, dataDir: 'unused-b' },
+    { name: 'core-c', host: '127.0.0.1', port: 0, dataDir: 'unused-c' },
   ].slice(0, overrides.coreNodes ?? 1);
   return parseConfig({
     core: { nodes, maxBatch: 256, maxQueue: 10_000, maxBodyBytes: 65_536, maxCommandsPerRequest: 100 },
-    replication: { heartbeatMs: 50, heartbeatTimeoutMs: 400, commitTimeoutMs: 3000, ...overrides.replication },
+    replication: { heartbeatMs: 50, electionTimeoutMs: 300, commitTimeoutMs: 3000, ...overrides.replication },
     domain: {
       markets: [{ symbol: 'BTC-USD' }, { symbol: 'ETH-USD' }],
       leverage: 10,

@@ -1,9 +1,10 @@
-// One contract suite run against every CommandLog implementation, plus SQLite-only durability checks.
+// One contract suite run against every CommandLog implementation (the entries and Raft's hard state),
+// plus SQLite-only durability and disk-error checks.
 import { describe, it, expect, afterEach } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CommandLog, LogEntry } from '../../src/log/command-log.js';
+import { StorageError, type CommandLog, type LogEntry } from '../../src/log/command-log.js';
 import { SqliteCommandLog } from '../../src/log/sqlite-log.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import type { Seq } from '../../src/domain/types.js';
@@ -39,8 +40,8 @@ describe.each(impls)('CommandLog contract: %s', (_name, make) => {
   it('starts empty and appends contiguous batches', () => {
     const log = make();
     expect(log.lastSeq()).toBe(0);
-    log.appendBatch([entry(1), entry(2)]);
-    log.appendBatch([entry(3)]);
+    log.append([entry(1), entry(2)]);
+    log.append([entry(3)]);
     expect(log.lastSeq()).toBe(3);
     expect([...log.entriesFrom(2)].map((e) => e.seq)).toEqual([2, 3]);
     expect([...log.entriesFrom(1)][0]).toEqual(entry(1));
@@ -49,10 +50,10 @@ describe.each(impls)('CommandLog contract: %s', (_name, make) => {
 
   it('refuses a gap or a rewind without writing anything', () => {
     const log = make();
-    log.appendBatch([entry(1)]);
-    expect(() => log.appendBatch([entry(3)])).toThrow(/out of order/);
-    expect(() => log.appendBatch([entry(2), entry(4)])).toThrow(/out of order/);
-    expect(() => log.appendBatch([entry(1, 'x')])).toThrow(/out of order/);
+    log.append([entry(1)]);
+    expect(() => log.append([entry(3)])).toThrow(/out of order/);
+    expect(() => log.append([entry(2), entry(4)])).toThrow(/out of order/);
+    expect(() => log.append([entry(1, 'x')])).toThrow(/out of order/);
     expect(log.lastSeq()).toBe(1);
     expect([...log.entriesFrom(1)]).toHaveLength(1);
     log.close();
@@ -60,51 +61,62 @@ describe.each(impls)('CommandLog contract: %s', (_name, make) => {
 
   it('finds entries by client id and refuses a reused id atomically', () => {
     const log = make();
-    log.appendBatch([entry(1, 'k1'), entry(2, 'k2')]);
+    log.append([entry(1, 'k1'), entry(2, 'k2')]);
     expect(log.findByClientId('k2')?.seq).toBe(2);
     expect(log.findByClientId('nope')).toBeUndefined();
-    expect(() => log.appendBatch([entry(3, 'k3'), entry(4, 'k1')])).toThrow();
+    expect(() => log.append([entry(3, 'k3'), entry(4, 'k1')])).toThrow();
     expect(log.lastSeq()).toBe(2);
     expect(log.findByClientId('k3')).toBeUndefined();
-    log.appendBatch([entry(3, 'k3')]);
+    log.append([entry(3, 'k3')]);
     expect(log.lastSeq()).toBe(3);
     log.close();
   });
 
-  it('tracks epochs: epochEnd finds where another lineage diverges, truncateAfter drops the tail', () => {
+  it('tracks epochs: lastSeqOfEpochAtMost finds where another lineage diverges, truncateAfter drops the tail', () => {
     const log = make();
-    expect(log.lastEpoch()).toBe(0);
-    log.appendBatch(Array.from({ length: 60 }, (_, i) => entry(i + 1)));
-    expect(log.lastEpoch()).toBe(2);
+    expect(log.epochAt(log.lastSeq())).toBe(0);
+    log.append(Array.from({ length: 60 }, (_, i) => entry(i + 1)));
+    expect(log.epochAt(60)).toBe(2);
+    expect(log.epochAt(49)).toBe(1);
+    expect(log.epochAt(61)).toBeUndefined();
     expect(log.entryAt(49)?.epoch).toBe(1);
-    expect(log.epochEnd(1)).toBe(49);
-    expect(log.epochEnd(2)).toBe(60);
-    expect(log.epochEnd(7)).toBe(60);
-    expect(() => log.appendBatch([{ ...entry(61), epoch: 1 }])).toThrow(/epoch/);
+    expect(log.lastSeqOfEpochAtMost(0)).toBe(0);
+    expect(log.lastSeqOfEpochAtMost(1)).toBe(49);
+    expect(log.lastSeqOfEpochAtMost(2)).toBe(60);
+    expect(log.lastSeqOfEpochAtMost(7)).toBe(60);
+    expect(log.entries(48, 51).map((e) => [e.seq, e.epoch])).toEqual([[48, 1], [49, 1], [50, 2], [51, 2]]);
+    expect(() => log.append([{ ...entry(61), epoch: 1 }])).toThrow(/epoch/);
     expect(log.truncateAfter(55)).toBe(5);
     expect(log.lastSeq()).toBe(55);
+    expect(log.epochAt(56)).toBeUndefined();
     expect(log.findByClientId('c56')).toBeUndefined();
     expect(log.entryAt(56)).toBeUndefined();
-    log.appendBatch([{ ...entry(56), clientId: 'c56-new' }]);
+    log.append([{ ...entry(56), clientId: 'c56-new' }]);
     expect(log.entryAt(56)?.clientId).toBe('c56-new');
+    expect(log.entries(55, 56).map((e) => e.clientId)).toEqual(['c55', 'c56-new']);
     log.close();
   });
 
-  it('persists the current epoch and never lets it go back', () => {
+  it('keeps the Raft hard state (cluster id, epoch, vote, learner)', () => {
     const log = make();
-    expect(log.currentEpoch()).toBe(0);
-    log.setCurrentEpoch(3);
-    expect(log.currentEpoch()).toBe(3);
-    expect(() => log.setCurrentEpoch(2)).toThrow(/go back/);
+    expect(log.hardState()).toEqual({ clusterId: null, epoch: 0, votedFor: null, learner: false });
+    log.setHardState({ clusterId: 'c-1', epoch: 3, votedFor: 'core-b', learner: true });
+    expect(log.hardState()).toEqual({ clusterId: 'c-1', epoch: 3, votedFor: 'core-b', learner: true });
     log.close();
   });
 
-  it('hands out copies: mutating a returned entry does not change the log', () => {
+  it('entries are immutable once logged: mutating a returned entry changes nothing', () => {
     const log = make();
-    log.appendBatch([entry(1)]);
-    const e = log.findByClientId('c1')!;
-    (e.result as { collateral?: number }).collateral = -1;
+    log.append([entry(1)]);
+    for (const e of [log.findByClientId('c1')!, log.entries(1, 1)[0]!, log.entryAt(1)!]) {
+      try {
+        (e.result as { collateral?: number }).collateral = -1; // a copy, or frozen (TypeError)
+      } catch (err) {
+        expect(err).toBeInstanceOf(TypeError);
+      }
+    }
     expect(log.findByClientId('c1')).toEqual(entry(1));
+    expect(log.entries(1, 1)[0]).toEqual(entry(1));
     log.close();
   });
 });
@@ -113,13 +125,51 @@ describe('SqliteCommandLog', () => {
   it('survives reopen with the same entries and lastSeq', () => {
     const path = join(tempDir(), 'log.db');
     const a = new SqliteCommandLog(path);
-    a.appendBatch(Array.from({ length: 100 }, (_, i) => entry(i + 1)));
+    a.append(Array.from({ length: 100 }, (_, i) => entry(i + 1)));
     a.close();
     const b = new SqliteCommandLog(path);
     expect(b.lastSeq()).toBe(100);
     expect([...b.entriesFrom(1)]).toEqual(Array.from({ length: 100 }, (_, i) => entry(i + 1)));
-    expect(() => b.appendBatch([entry(100)])).toThrow(/out of order/);
-    b.appendBatch([entry(101)]);
+    expect(() => b.append([entry(100)])).toThrow(/out of order/);
+    b.append([entry(101)]);
     b.close();
+  });
+
+  it('keeps the hard state and serves old entries from disk after reopen', () => {
+    const path = join(tempDir(), 'log.db');
+    const a = new SqliteCommandLog(path);
+    a.append(Array.from({ length: 20_000 }, (_, i) => entry(i + 1)));
+    a.setHardState({ clusterId: 'c-9', epoch: 4, votedFor: 'core-a', learner: false });
+    // Beyond the in-memory tail: read back from SQLite.
+    expect(a.entries(1, 2)).toEqual([entry(1), entry(2)]);
+    expect(a.epochAt(10)).toBe(1);
+    a.close();
+    const b = new SqliteCommandLog(path);
+    expect(b.hardState()).toEqual({ clusterId: 'c-9', epoch: 4, votedFor: 'core-a', learner: false });
+    expect(b.entries(19_999, 20_000)).toEqual([entry(19_999), entry(20_000)]);
+    expect(b.truncateAfter(19_990)).toBe(10);
+    b.append([{ ...entry(19_991), clientId: 'after-truncate' }]);
+    expect(b.entryAt(19_991)?.clientId).toBe('after-truncate');
+    b.close();
+  });
+
+  it('a full disk is a StorageError that leaves the log and the hard state as they were', () => {
+    const path = join(tempDir(), 'log.db');
+    const log = new SqliteCommandLog(path);
+    log.append([entry(1)]);
+    log.setHardState({ clusterId: 'c-1', epoch: 1, votedFor: null, learner: false });
+    // Cap the file at its current size: the next page it needs makes SQLite answer SQLITE_FULL.
+    const db = (log as unknown as { db: { pragma(s: string, o?: unknown): unknown } }).db;
+    const pages = db.pragma('page_count', { simple: true }) as number;
+    db.pragma(`max_page_count = ${pages}`);
+    const big = Array.from({ length: 200 }, (_, i) => ({ ...entry(i + 2), stateHash: 'x'.repeat(2000) }));
+    expect(() => log.append(big)).toThrow(StorageError);
+    expect(() => log.setHardState({ clusterId: 'c-1', epoch: 2, votedFor: 'x'.repeat(100_000), learner: false })).toThrow(StorageError);
+    expect(log.lastSeq()).toBe(1);
+    expect(log.hardState().epoch).toBe(1);
+    db.pragma('max_page_count = 1073741823');
+    log.append([entry(2)]);
+    expect(log.lastSeq()).toBe(2);
+    log.close();
   });
 });

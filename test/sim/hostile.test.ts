@@ -159,14 +159,14 @@ describe('hostile input', () => {
         ws.on('error', () => resolve());
       });
     }
-    // The replication endpoint, with and without the cluster secret: garbage, a bogus hello, an
-    // oversized frame. The primary must refuse them and stay up.
+    // The cluster endpoint, with and without the cluster secret: garbage, a bogus vote, an
+    // oversized frame. The leader must refuse them and stay up.
     for (let i = 0; i < 6; i++) {
       const secret = i % 2 === 0 ? config.replication.clusterSecret : 'wrong-secret-wrong-secret';
-      const ws = new WebSocket(`${cluster.cores[0]!.url.replace('http', 'ws')}/v1/replication`, { headers: { authorization: `Bearer ${secret}` } });
+      const ws = new WebSocket(`${cluster.cores[0]!.url.replace('http', 'ws')}/v1/cluster`, { headers: { authorization: `Bearer ${secret}`, 'x-statemirror-node': i < 4 ? 'core-b' : 'evil' } });
       await new Promise<void>((resolve) => {
         ws.on('open', () => {
-          ws.send(pick(rng, [JSON.stringify({ t: 1, node: 'evil', epoch: 1e9, lastSeq: -1, lastEpoch: 0 }), '{"t":4,"epoch":1,"entries":[]}', new Uint8Array(2 * 1024 * 1024), 'not json']));
+          ws.send(pick(rng, [JSON.stringify({ t: 3, cluster: 'x', from: 'core-b', epoch: 1e9, pre: false, lastSeq: -1, lastEpoch: 0 }), '{"t":5,"epoch":1,"entries":[]}', new Uint8Array(2 * 1024 * 1024), 'not json']));
           ws.close();
         });
         ws.on('close', () => resolve());

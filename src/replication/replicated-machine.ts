@@ -1,0 +1,192 @@
+// The state machine driven by Raft (docs/replication.md, "The state machine on each node"): the
+// leader applies what it sequences (the result and state hash go into the entry), followers apply
+// committed entries only and check each stored result and hash. Used unchanged by the production
+// core node and by the deterministic simulator.
+// Invariants: on a non-leader, machine.lastSeq <= commit (it holds exactly a committed prefix);
+// on a leader, machine.lastSeq === log lastSeq (it applied its whole log before sequencing);
+// a leader takes client commands only once its epoch_start entry is committed (`ready`), so every
+// entry in its log is committed by then; a mismatch between a stored result/hash and a fresh
+// apply halts the node (a determinism bug), and is never confused with a storage error.
+import type { DomainConfig, Result, Seq } from '../domain/types.js';
+import type { LogEntry } from '../log/command-log.js';
+import { HashedMachine } from '../engine/hashed-machine.js';
+import { applyChecked } from '../engine/replay.js';
+import { LeadershipLostError, type SequencerTarget, type Submission } from '../engine/sequencer.js';
+import type { RaftNode, RaftRole } from './raft.js';
+import { StorageError, type RaftStorage } from './storage.js';
+import { assert } from '../domain/assert.js';
+
+export type Sequenced = Submission;
+
+/** Entries read from storage per step while applying or rebuilding. */
+const APPLY_CHUNK = 1024;
+const MAX_WAITERS = 1024;
+
+
+export interface ReplicatedMachineOptions {
+  domain: DomainConfig;
+  storage: RaftStorage<LogEntry>;
+  nodeName: string;
+  /** Wall clock for entry timestamps (the state machine itself reads no clock). */
+  wallMs: () => number;
+  /** The leader's epoch is ready (its epoch_start committed): it may take client commands. */
+  onReady?: (epoch: number) => void;
+  /** Committed through `commit`; the machine holds exactly that (on followers, and on a leader with nothing in flight). */
+  onApplied?: (commit: number) => void;
+  /** The machine was rebuilt (a leader stepped down with uncommitted entries applied). */
+  onRebuilt?: (seq: number) => void;
+}
+
+export class ReplicatedMachine implements SequencerTarget {
+  machine: HashedMachine;
+  private raftNode: RaftNode<LogEntry> | null = null;
+  private epochStartSeq = 0;
+  private readyEpoch = 0;
+  private lastTsMs = 0;
+  private wasLeader = false;
+  private waiters: Array<{ seq: number; resolve: () => void; reject: (err: unknown) => void }> = [];
+
+  constructor(private readonly o: ReplicatedMachineOptions) {
+    this.machine = new HashedMachine(o.domain);
+    const last = o.storage.lastSeq();
+    if (last > 0) this.lastTsMs = o.storage.entries(last, last)[0]!.tsMs;
+  }
+
+  /** Wires the Raft node (created with this machine's onRole/onCommit as its callbacks). */
+  attach(raft: RaftNode<LogEntry>): void {
+    this.raftNode = raft;
+  }
+
+  get raftNodeOrNull(): RaftNode<LogEntry> | null {
+    return this.raftNode;
+  }
+
+  private get raft(): RaftNode<LogEntry> {
+    return this.raftNode!;
+  }
+
+  get applied(): number {
+    return this.machine.lastSeq;
+  }
+
+  /** Leader whose epoch_start has committed: client commands may be sequenced. */
+  get ready(): boolean {
+    return this.raftNode !== null && this.raft.isLeader && this.readyEpoch === this.raft.epoch;
+  }
+
+  /** Raft's onRole callback. */
+  onRole(role: RaftRole, epoch: number): void {
+    if (role === 'leader') {
+      this.wasLeader = true;
+      // The entries of earlier epochs beyond our commit index will commit with our first entry:
+      // apply them now so the machine matches the whole log before we sequence.
+      if (!this.applyThrough(this.o.storage.lastSeq())) return;
+      if (this.raft.commit >= this.o.storage.lastSeq()) {
+        // Nothing of earlier epochs waits for a commit (an empty log, or a single node): ready now,
+        // and the first client entry carries the epoch.
+        this.becomeReady();
+        return;
+      }
+      const seq = this.o.storage.lastSeq() + 1;
+      this.epochStartSeq = seq;
+      try {
+        this.propose([{ clientId: `#epoch-${epoch}`, command: { type: 'epoch_start', epoch, node: this.o.nodeName } }]);
+      } catch (err) {
+        // The disk refused: Raft has stepped down (and onRole rebuilt the machine); nothing to do.
+        if (!(err instanceof StorageError)) throw err;
+      }
+      return;
+    }
+    if (this.wasLeader) {
+      this.wasLeader = false;
+      this.readyEpoch = 0;
+      this.epochStartSeq = 0;
+      const lost = new LeadershipLostError(`no longer the leader (now ${role} in epoch ${epoch}) before the write committed: its outcome is unknown, retry with the same clientId`);
+      for (const w of this.waiters.splice(0)) w.reject(lost);
+      // Applied entries beyond the commit index may be truncated by the next leader.
+      if (this.machine.lastSeq > this.raft.commit) this.rebuild(this.raft.commit);
+    }
+  }
+
+  /** Raft's onCommit callback. */
+  onCommit(commit: number): void {
+    if (this.raft.isLeader) {
+      if (this.readyEpoch !== this.raft.epoch && commit >= this.epochStartSeq && this.epochStartSeq > 0) this.becomeReady();
+      let i = 0;
+      while (i < this.waiters.length && this.waiters[i]!.seq <= commit) i += 1;
+      for (const w of this.waiters.splice(0, i)) w.resolve();
+    } else if (!this.applyThrough(commit)) {
+      return;
+    }
+    this.o.onApplied?.(commit);
+  }
+
+  private becomeReady(): void {
+    this.readyEpoch = this.raft.epoch;
+    this.o.onReady?.(this.readyEpoch);
+  }
+
+  /**
+   * Resolves once `seq` (sequenced by this leader) is committed; rejects with LeadershipLostError
+   * if this node stops leading first. At most MAX_WAITERS at once (the sequencer keeps one batch
+   * in flight, so one is the norm).
+   */
+  committed(seq: number): Promise<void> {
+    if (this.raft.isLeader && this.raft.commit >= seq) return Promise.resolve();
+    if (!this.raft.isLeader) return Promise.reject(new LeadershipLostError('not the leader: the write\'s outcome is unknown, retry with the same clientId'));
+    assert(this.waiters.length < MAX_WAITERS, `more than ${MAX_WAITERS} batches waiting for a commit`);
+    assert(this.waiters.length === 0 || this.waiters.at(-1)!.seq < seq, 'commit waiters out of seq order');
+    return new Promise((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
+  }
+
+  /**
+   * Leader only, once ready (or for its epoch_start): applies the commands in order, appends them
+   * durably and ships them. Returns the entries (committed later: see onCommit). Throws
+   * StorageError if the disk refused (the node has stepped down and rebuilt its state).
+   */
+  sequence(items: readonly Sequenced[]): LogEntry[] {
+    assert(this.ready, 'sequence() on a node that is not a ready leader');
+    return this.propose(items);
+  }
+
+  private propose(items: readonly Sequenced[]): LogEntry[] {
+    const epoch = this.raft.epoch;
+    const entries: LogEntry[] = [];
+    for (const item of items) {
+      const seq = (this.machine.lastSeq + 1) as Seq;
+      // Wall clocks step back; the log's timestamps never do.
+      const tsMs = Math.max(this.o.wallMs(), this.lastTsMs);
+      this.lastTsMs = tsMs;
+      const { result, stateHash } = this.machine.apply({ seq, tsMs, command: item.command });
+      entries.push({ epoch, seq, clientId: item.clientId, tsMs, command: item.command, result: result as Result, stateHash });
+    }
+    this.raft.propose(entries); // on a storage error Raft steps down first, and onRole rebuilds
+    return entries;
+  }
+
+  /** Applies stored entries up to `seq`, checking each; halts the node on a mismatch. */
+  private applyThrough(seq: number): boolean {
+    try {
+      while (this.machine.lastSeq < seq) {
+        const from = this.machine.lastSeq + 1;
+        for (const e of this.o.storage.entries(from, Math.min(seq, from + APPLY_CHUNK - 1))) {
+          applyChecked(this.machine, e);
+          this.lastTsMs = Math.max(this.lastTsMs, e.tsMs);
+        }
+      }
+      return true;
+    } catch (err) {
+      this.raft.halt(err instanceof Error ? err.message : String(err));
+      return false;
+    }
+  }
+
+  /** Throws away applied state past `seq` by replaying the log from the start up to it. */
+  private rebuild(seq: number): void {
+    this.machine = new HashedMachine(this.o.domain);
+    if (this.applyThrough(seq)) {
+      this.machine.drainEffects();
+      this.o.onRebuilt?.(seq);
+    }
+  }
+}
