@@ -85,7 +85,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       self: this.name,
       peers: this.peerUrls,
       clusterSecret: replication.clusterSecret,
-      onMessage: (from, msg) => this.raft.receive(from, msg),
+      onMessage: (from, msg) => this.guarded(() => this.raft.receive(from, msg)),
       maxFrameBytes: 64 * 1024 * 1024,
       maxBufferedBytes: 32 * 1024 * 1024,
       log,
@@ -191,7 +191,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   begin(): void {
     this.transport.start();
     const tickMs = Math.max(2, Math.floor(this.config.replication.heartbeatMs / 2));
-    this.tickTimer = setInterval(() => this.raft.tick(), tickMs);
+    this.tickTimer = setInterval(() => this.guarded(() => this.raft.tick()), tickMs);
     this.raft.start();
   }
 
@@ -216,6 +216,19 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       upgrades: () => [this.transport],
       maxConnections: config.core.maxConnections,
     });
+  }
+
+  /**
+   * Runs protocol code from a socket or timer callback. A throw there is a broken invariant (a
+   * bug, never an input: inputs are validated at decode): halt loudly rather than crash or go on.
+   */
+  private guarded(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.opts.logger?.fatal({ err: err instanceof Error ? err.stack : String(err), node: this.name }, 'replication invariant broken: halting this node');
+      this.raft.halt(err instanceof Error ? err.message : String(err));
+    }
   }
 
   private onRaftRole(role: RaftRole, epoch: number, leader: string | null): void {
