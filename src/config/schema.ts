@@ -4,6 +4,7 @@
 // cycles, and every region has exactly one link from its upstream.
 import { readFileSync, existsSync } from 'node:fs';
 import { z } from 'zod';
+import { boundsProblem, resolveRisk } from '../domain/risk.js';
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lowercase letters, digits and dashes');
@@ -34,7 +35,10 @@ export const ConfigSchema = z.strictObject({
     maxConnections: int(1, 1_000_000).default(4096),
   }),
   domain: z.strictObject({
-    markets: z.array(z.strictObject({ symbol: z.string().regex(/^[A-Z0-9][A-Z0-9-]{0,31}$/) })).min(1).max(1000),
+    markets: z
+      .array(z.strictObject({ symbol: z.string().regex(/^[A-Z0-9][A-Z0-9-]{0,31}$/), referencePrice: int(1, 1_000_000_000).optional() }))
+      .min(1)
+      .max(1000),
     leverage: int(1, 1000),
     limits: z.strictObject({
       maxOpenOrdersPerAccount: int(1, 100_000),
@@ -43,7 +47,19 @@ export const ConfigSchema = z.strictObject({
       maxQtyLots: int(1, 1_000_000_000),
       maxAmount: int(1, 1_000_000_000_000_000),
       maxAccounts: int(1, 100_000_000),
+      /** docs/risk.md: position + resting orders per side, open interest, deposits − withdrawals. */
+      maxPositionLots: int(1, 1_000_000_000).optional(),
+      maxOpenInterestLots: int(1, 1_000_000_000_000).optional(),
+      maxTotalDeposits: int(1, Number.MAX_SAFE_INTEGER).optional(),
     }),
+    /** docs/risk.md: maintenance margin, price band, liquidation fee (basis points). */
+    risk: z
+      .strictObject({
+        maintenanceMarginBps: int(1, 10_000).optional(),
+        priceBandBps: int(1, 9_999).optional(),
+        liquidationFeeBps: int(0, 10_000).optional(),
+      })
+      .optional(),
   }),
   replication: z
     .strictObject({
@@ -143,6 +159,12 @@ export function parseConfig(raw: unknown): Config {
     if (names.has(r.name)) problems.push(`duplicate region ${r.name}`);
     names.add(r.name);
   }
+  // The risk limits must make every reachable value a safe integer (docs/risk.md): proven here.
+  const riskProblem = boundsProblem(resolveRisk(config.domain));
+  if (riskProblem !== null) problems.push(`domain: ${riskProblem}`);
+  for (const m of config.domain.markets) {
+    if (m.referencePrice !== undefined && m.referencePrice > config.domain.limits.maxPriceTicks) problems.push(`market ${m.symbol}: referencePrice above maxPriceTicks`);
+  }
   const symbols = new Set<string>();
   for (const m of config.domain.markets) {
     if (symbols.has(m.symbol)) problems.push(`duplicate market ${m.symbol}`);
@@ -226,7 +248,11 @@ export const EMBEDDED_DEFAULTS = {
       maxQtyLots: 1_000_000,
       maxAmount: 1_000_000_000_000,
       maxAccounts: 1_000_000,
+      maxPositionLots: 100_000,
+      maxOpenInterestLots: 1_000_000,
+      maxTotalDeposits: 1_000_000_000_000_000,
     },
+    risk: { maintenanceMarginBps: 500, priceBandBps: 250, liquidationFeeBps: 50 },
   },
   publish: {},
   regions: [

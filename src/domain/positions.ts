@@ -24,6 +24,9 @@ export interface AccountState {
   readonly orders: Map<OrderId, RestingOrder>;
 }
 
+/** realizedPnl saturates here (docs/risk.md): it is a display value, never money. */
+export const PNL_DISPLAY_MAX = 2 ** 52;
+
 export function safe(n: number, what: string): number {
   assert(Number.isSafeInteger(n), `integer overflow in ${what}: ${n}`);
   return n;
@@ -92,7 +95,8 @@ export function fillPosition(a: AccountState, market: string, signedQty: number,
     closed === absQty ? p.costBasis : Number((BigInt(p.costBasis) * BigInt(closed)) / BigInt(absQty));
   const proceeds = safe(closed * price, 'closed notional');
   const pnl = long ? proceeds - removedCost : removedCost - proceeds;
-  p.realizedPnl = safe(p.realizedPnl + pnl, 'realizedPnl');
+  // Display only (the money is in collateral): saturate, so a long-lived position cannot overflow it.
+  p.realizedPnl = Math.max(-PNL_DISPLAY_MAX, Math.min(PNL_DISPLAY_MAX, p.realizedPnl + pnl));
   a.collateral = safe(a.collateral + pnl, 'collateral');
   p.costBasis -= removedCost;
   p.qty = long ? p.qty - closed : p.qty + closed;

@@ -18,6 +18,8 @@ export type TimeInForce = 'GTC' | 'IOC';
 
 export interface MarketSpec {
   symbol: string;
+  /** The mark before the market's first trade (docs/risk.md); none: no band until then. */
+  referencePrice?: number;
 }
 
 export interface DomainLimits {
@@ -28,6 +30,22 @@ export interface DomainLimits {
   /** Largest single deposit/withdraw amount, and largest collateral an account may hold. */
   maxAmount: number;
   maxAccounts: number;
+  /** |position| plus resting orders on either side, per account per market (default maxQtyLots). */
+  maxPositionLots?: number;
+  /** Σ long positions per market (default 10 × maxPositionLots). */
+  maxOpenInterestLots?: number;
+  /** Deposits − withdrawals over the whole exchange (default 1000 × maxAmount). */
+  maxTotalDeposits?: number;
+}
+
+/** Risk parameters in basis points (docs/risk.md). */
+export interface RiskConfig {
+  /** Maintenance margin; below it an account is liquidated. Default 500 (5%). */
+  maintenanceMarginBps?: number;
+  /** Orders and trades stay within ± this of the mark. Default 250 (2.5%). */
+  priceBandBps?: number;
+  /** Liquidation fee to the insurance fund, of the notional taken over. Default 50. */
+  liquidationFeeBps?: number;
 }
 
 export interface DomainConfig {
@@ -35,6 +53,7 @@ export interface DomainConfig {
   /** Initial margin = ceil(notional / leverage). Integer >= 1. */
   leverage: number;
   limits: DomainLimits;
+  risk?: RiskConfig;
 }
 
 export type Command =
@@ -77,6 +96,10 @@ export const REJECT_CODES = [
   'amount_limit_exceeded',
   'price_out_of_range',
   'qty_out_of_range',
+  'price_out_of_band',
+  'position_limit_exceeded',
+  'open_interest_limit_exceeded',
+  'deposit_limit_exceeded',
 ] as const;
 export type RejectCode = (typeof REJECT_CODES)[number];
 
@@ -100,6 +123,10 @@ export type Result =
       cancelledQty?: QtyLots;
       /** place_order: own resting orders cancelled by self-trade prevention. */
       selfTradeCancelled?: OrderId[];
+      /** place_order: other accounts' resting orders cancelled because their price left the band. */
+      bandCancelled?: OrderId[];
+      /** place_order: accounts liquidated after this command's trades (omitted when none). */
+      liquidated?: LiquidationView[];
       /** deposit/withdraw: collateral after the command. */
       collateral?: Amount;
     }
@@ -166,9 +193,28 @@ export interface TradeView {
   takerOrderId: OrderId;
 }
 
+/** One position of one account taken over by the insurance fund (docs/risk.md). */
+export interface LiquidationView {
+  seq: Seq;
+  account: AccountId;
+  market: string;
+  /** The position taken over (signed, as the account held it). */
+  qty: number;
+  /** The mark it was taken over at. */
+  price: number;
+  /** Paid to the insurance fund. */
+  fee: number;
+  /** Loss beyond the account's collateral, covered by the fund (0 unless the risk rules failed). */
+  deficit: number;
+}
+
+/** The insurance-fund account: reserved (client account ids cannot start with '#'). */
+export const INSURANCE_ACCOUNT = '#insurance';
+
 /** What one or more applied commands touched: the publisher mirrors exactly these. */
 export interface Effects {
   accounts: Set<AccountId>;
   markets: Set<string>;
   trades: TradeView[];
+  liquidations: LiquidationView[];
 }

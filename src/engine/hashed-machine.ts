@@ -9,11 +9,14 @@ import { StateHasher } from './state-hash.js';
 export class HashedMachine {
   readonly machine: StateMachine;
   private readonly hasher = new StateHasher();
-  private pending: Effects = { accounts: new Set(), markets: new Set(), trades: [] };
+  private pending: Effects = { accounts: new Set(), markets: new Set(), trades: [], liquidations: [] };
+  private hashedDeposits = 0;
   private hash: string;
 
   constructor(domain: DomainConfig) {
     this.machine = new StateMachine(domain);
+    // Reference prices are marks from the start: part of the state before any command.
+    this.hasher.recordMarkets(this.machine, this.machine.marketSymbols());
     this.hash = this.hasher.hash(0);
   }
 
@@ -32,8 +35,14 @@ export class HashedMachine {
       this.hasher.update(this.machine.account(id)!);
       this.pending.accounts.add(id);
     }
+    this.hasher.recordMarkets(this.machine, effects.markets);
     for (const m of effects.markets) this.pending.markets.add(m);
+    if (this.machine.totalDeposits !== this.hashedDeposits) {
+      this.hashedDeposits = this.machine.totalDeposits;
+      this.hasher.record('#deposits', this.hashedDeposits === 0 ? undefined : this.hashedDeposits);
+    }
     for (const t of effects.trades) this.pending.trades.push(t);
+    for (const l of effects.liquidations) this.pending.liquidations.push(l);
     this.hash = this.hasher.hash(env.seq);
     return { result, stateHash: this.hash };
   }
@@ -41,7 +50,7 @@ export class HashedMachine {
   /** What every entry applied since the last drain touched. */
   drainEffects(): Effects {
     const out = this.pending;
-    this.pending = { accounts: new Set(), markets: new Set(), trades: [] };
+    this.pending = { accounts: new Set(), markets: new Set(), trades: [], liquidations: [] };
     return out;
   }
 }

@@ -1,10 +1,11 @@
-// Incremental state hash. The state machine's state is fully described by lastSeq and the set of
+// Incremental state hash. The state machine's state is fully described by lastSeq, the set of
 // account views (resting orders carry price and seq, so every book's price-time queue is derivable
-// from them). The hash is an additive multiset hash: Σ sha256(canonical(account)) mod 2^256,
+// from them), each market's mark and the exchange's net deposits (hashed as '#…' records). The hash is an additive multiset hash: Σ sha256(canonical(account)) mod 2^256,
 // folded with lastSeq. It depends only on the state, not on the history, so a replay, a standby
 // or a restart reach the same value; and updating it costs O(accounts touched), not O(state).
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../domain/canonical.js';
+import type { StateMachine } from '../domain/state-machine.js';
 import type { AccountView } from '../domain/types.js';
 
 const MOD = 1n << 256n;
@@ -19,14 +20,37 @@ export class StateHasher {
 
   /** Records the current view of an account (call for every touched account). */
   update(view: AccountView): void {
-    const next = digest(canonicalJson(view));
-    const prev = this.perAccount.get(view.id) ?? 0n;
+    this.record(view.id, view);
+  }
+
+  /**
+   * Records any other part of the state under a key no account id can take ('#…'); undefined
+   * removes it, so a value back at its initial state hashes as if it had never been set.
+   */
+  record(key: string, value: unknown): void {
+    const next = value === undefined ? 0n : digest(`${key}\n${canonicalJson(value)}`);
+    const prev = this.perAccount.get(key) ?? 0n;
     this.sum = (((this.sum - prev + next) % MOD) + MOD) % MOD;
-    this.perAccount.set(view.id, next);
+    if (value === undefined) this.perAccount.delete(key);
+    else this.perAccount.set(key, next);
+  }
+
+  /** Records a machine's non-account state: every market's mark, the net deposits. */
+  recordMarkets(machine: StateMachine, markets: Iterable<string>): void {
+    for (const m of markets) this.record(`#mark:${m}`, machine.mark(m));
   }
 
   /** Hex sha256 over lastSeq and the account multiset. */
   hash(lastSeq: number): string {
     return createHash('sha256').update(`statemirror/v1:${lastSeq}:${this.sum.toString(16)}`).digest('hex');
   }
+}
+
+/** The state hash computed from scratch (tests compare it with the incremental one). */
+export function hashFromScratch(machine: StateMachine): string {
+  const h = new StateHasher();
+  for (const id of machine.accountIds()) h.update(machine.account(id)!);
+  h.recordMarkets(machine, machine.marketSymbols());
+  h.record('#deposits', machine.totalDeposits === 0 ? undefined : machine.totalDeposits);
+  return h.hash(machine.lastSeq);
 }

@@ -16,6 +16,10 @@ export const REJECT_HTTP: Record<RejectCode, ContentfulStatusCode> = {
   amount_limit_exceeded: 422,
   price_out_of_range: 422,
   qty_out_of_range: 422,
+  price_out_of_band: 422,
+  position_limit_exceeded: 429,
+  open_interest_limit_exceeded: 429,
+  deposit_limit_exceeded: 422,
 };
 
 export type RequestErrorCode =

@@ -5,7 +5,7 @@
 // that remembers the seq of its last write. Account routes need a bearer token for that account
 // (or an operator/cluster token; auth/rules.ts decides); market data and status are public.
 import type { Context, Hono } from 'hono';
-import type { ReadModel, ReadScope } from '../replica/read-model.js';
+import { withMarks, type ReadModel, type ReadScope } from '../replica/read-model.js';
 import { authenticate, tokenFrom } from '../auth/tokens.js';
 import { authorizeAccountRead } from '../auth/rules.js';
 import { ACCOUNT_ID } from './schemas.js';
@@ -75,7 +75,7 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
     const early = await consistency(c, { kind: 'account', id });
     if (early) return early;
     const view = model.account(id);
-    return view ? c.json(view) : requestError(c, 'unknown_account', `no account ${id}`);
+    return view ? c.json(withMarks(view, (m) => model.book(m)?.mark ?? null)) : requestError(c, 'unknown_account', `no account ${id}`);
   });
 
   app.get('/v1/accounts/:id/positions', async (c) => {
@@ -84,7 +84,7 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
     const early = await consistency(c, { kind: 'account', id });
     if (early) return early;
     const view = model.account(id);
-    return view ? c.json({ account: id, positions: view.positions }) : requestError(c, 'unknown_account', `no account ${id}`);
+    return view ? c.json({ account: id, positions: withMarks(view, (m) => model.book(m)?.mark ?? null).positions }) : requestError(c, 'unknown_account', `no account ${id}`);
   });
 
   app.get('/v1/markets/:symbol/book', async (c) => {

@@ -13,11 +13,12 @@ export const accountViewDoc = (id: string): string => `${ACCOUNT_VIEW_PREFIX}${i
 
 /** Map names inside the docs. */
 export const STAMP = 'stamp'; // every doc: { seq, generation }
-export const META = 'meta'; // meta doc: { seq, stateHash, tsMs, generation, accounts }
+export const META = 'meta'; // meta doc: { seq, stateHash, tsMs, generation, accounts, insurance }
 export const CHANGED_AT = 'changedAt'; // meta doc: docName -> seq of that doc's latest change
 export const ACCOUNTS = 'accounts'; // account shard: accountId -> AccountView
-export const BOOK = 'book'; // market doc: { bids, asks, seq }
+export const BOOK = 'book'; // market doc: { bids, asks, mark }
 export const TRADES = 'trades'; // market doc: Y.Array<TradeView>, newest last, bounded
+export const LIQUIDATIONS = 'liquidations'; // market doc: Y.Array<LiquidationView>, newest last, bounded like trades
 
 export interface Layout {
   accountShards: number;

@@ -8,9 +8,9 @@ import * as Y from 'yjs';
 import { randomUUID } from 'node:crypto';
 import { assert } from '../domain/assert.js';
 import type { StateMachine } from '../domain/state-machine.js';
-import type { Effects, TradeView } from '../domain/types.js';
+import { INSURANCE_ACCOUNT, type Effects, type LiquidationView, type TradeView } from '../domain/types.js';
 import {
-  ACCOUNTS, BOOK, CHANGED_AT, META, META_DOC, STAMP, TRADES,
+  ACCOUNTS, BOOK, CHANGED_AT, LIQUIDATIONS, META, META_DOC, STAMP, TRADES,
   accountShardDoc, docNames, marketDoc, shardOf, type Layout,
 } from './layout.js';
 
@@ -58,7 +58,7 @@ export class Publisher {
   /** Writes the machine's whole current state (start of a generation). */
   publishAll(stateHash: string, tsMs: number, epoch: number): void {
     const m = this.opts.machine;
-    const effects: Effects = { accounts: new Set(m.accountIds()), markets: new Set(m.marketSymbols()), trades: [] };
+    const effects: Effects = { accounts: new Set(m.accountIds()), markets: new Set(m.marketSymbols()), trades: [], liquidations: [] };
     this.write(m.lastSeq, effects, stateHash, tsMs, epoch, true);
   }
 
@@ -67,6 +67,8 @@ export class Publisher {
     for (const symbol of this.opts.layout.markets) {
       const trades = from.doc(marketDoc(symbol)).getArray<TradeView>(TRADES).toArray();
       if (trades.length > 0) this.doc(marketDoc(symbol)).transact(() => this.doc(marketDoc(symbol)).getArray<TradeView>(TRADES).push(trades), this.origin);
+      const liquidations = from.doc(marketDoc(symbol)).getArray<LiquidationView>(LIQUIDATIONS).toArray();
+      if (liquidations.length > 0) this.doc(marketDoc(symbol)).transact(() => this.doc(marketDoc(symbol)).getArray<LiquidationView>(LIQUIDATIONS).push(liquidations), this.origin);
     }
   }
 
@@ -94,12 +96,8 @@ export class Publisher {
         map.set(id, view);
       });
     }
-    const tradesBy = new Map<string, TradeView[]>();
-    for (const t of effects.trades) {
-      const list = tradesBy.get(t.market) ?? [];
-      list.push(t);
-      tradesBy.set(t.market, list);
-    }
+    const tradesBy = groupBy(effects.trades);
+    const liquidationsBy = groupBy(effects.liquidations);
     for (const symbol of effects.markets) {
       const name = marketDoc(symbol);
       at(name, () => {
@@ -110,16 +108,13 @@ export class Publisher {
         if (map.has('bids')) this.tombstones += 2;
         map.set('bids', book.bids);
         map.set('asks', book.asks);
-        const trades = tradesBy.get(symbol);
-        if (trades && this.opts.tradesKept > 0) {
-          const arr = d.getArray<TradeView>(TRADES);
-          arr.push(trades.slice(-this.opts.tradesKept));
-          const excess = arr.length - this.opts.tradesKept;
-          if (excess > 0) {
-            arr.delete(0, excess);
-            this.tombstones++;
-          }
+        const mark = machine.mark(symbol) ?? null;
+        if (map.get('mark') !== mark) {
+          if (map.has('mark')) this.tombstones++;
+          map.set('mark', mark);
         }
+        this.pushBounded(d.getArray<TradeView>(TRADES), tradesBy.get(symbol));
+        this.pushBounded(d.getArray<LiquidationView>(LIQUIDATIONS), liquidationsBy.get(symbol));
       });
     }
     if (all) for (const name of this.docs.keys()) if (!changed.has(name)) at(name, () => {});
@@ -151,12 +146,39 @@ export class Publisher {
       m.set('generation', this.generation);
       if (m.get('epoch') !== epoch) m.set('epoch', epoch);
       m.set('accounts', machine.accountCount());
+      // The insurance fund, public: its collateral (fees in, deficits out) and positions.
+      const fund = machine.account(INSURANCE_ACCOUNT);
+      if (fund !== undefined && (all || effects.accounts.has(INSURANCE_ACCOUNT))) {
+        if (m.has('insurance')) this.tombstones++;
+        m.set('insurance', { collateral: fund.collateral, positions: fund.positions.map((p) => ({ market: p.market, qty: p.qty, costBasis: p.costBasis })) });
+      }
       stamp(meta);
     }, this.origin);
     this.publishedSeq = seq;
   }
 
+  /** Appends to a kept-last-N list (trades, liquidations), dropping the oldest beyond tradesKept. */
+  private pushBounded<T>(arr: Y.Array<T>, items: T[] | undefined): void {
+    if (!items || this.opts.tradesKept === 0) return;
+    arr.push(items.slice(-this.opts.tradesKept));
+    const excess = arr.length - this.opts.tradesKept;
+    if (excess > 0) {
+      arr.delete(0, excess);
+      this.tombstones++;
+    }
+  }
+
   destroy(): void {
     for (const d of this.docs.values()) d.destroy();
   }
+}
+
+function groupBy<T extends { market: string }>(items: readonly T[]): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const t of items) {
+    const list = out.get(t.market);
+    if (list) list.push(t);
+    else out.set(t.market, [t]);
+  }
+  return out;
 }

@@ -8,6 +8,28 @@ import type * as Y from 'yjs';
 import type { AccountView, BookLevel, TradeView } from '../domain/types.js';
 import { ACCOUNTS, BOOK, TRADES, accountShardDoc, completeSeq, marketDoc, shardOf, type Layout } from '../publish/layout.js';
 
+/** A market's published book and mark (its last trade, docs/risk.md; null before any). */
+export interface MarketBook {
+  bids: BookLevel[];
+  asks: BookLevel[];
+  mark: number | null;
+}
+
+/**
+ * An account view with each position marked at its market's mark and the equity that gives
+ * (collateral + Σ unrealized): display values computed at read time from the market docs.
+ */
+export function withMarks(view: AccountView, markOf: (market: string) => number | null) {
+  let equity = view.collateral;
+  const positions = view.positions.map((p) => {
+    const mark = markOf(p.market);
+    const unrealizedPnl = mark === null || p.qty === 0 ? 0 : p.qty * mark - Math.sign(p.qty) * p.costBasis;
+    equity += unrealizedPnl;
+    return { ...p, mark, unrealizedPnl };
+  });
+  return { ...view, equity, positions };
+}
+
 /** What a read depends on: one account's shard, one market, or everything. */
 export type ReadScope = { kind: 'account'; id: string } | { kind: 'market'; symbol: string } | { kind: 'all' };
 
@@ -20,7 +42,7 @@ export interface ReadModel {
   waitFor(scope: ReadScope, minSeq: number, timeoutMs: number): Promise<boolean>;
   account(id: string): AccountView | undefined;
   hasMarket(symbol: string): boolean;
-  book(symbol: string): { bids: BookLevel[]; asks: BookLevel[] } | undefined;
+  book(symbol: string): MarketBook | undefined;
   trades(symbol: string, limit: number): TradeView[];
   status(): Record<string, unknown>;
 }
@@ -51,11 +73,12 @@ export function accountOf(source: DocSource | null, layout: Layout, id: string):
   return doc?.getMap<AccountView>(ACCOUNTS).get(id);
 }
 
-export function bookOf(source: DocSource | null, symbol: string): { bids: BookLevel[]; asks: BookLevel[] } | undefined {
+export function bookOf(source: DocSource | null, symbol: string): MarketBook | undefined {
   const doc = source?.doc(marketDoc(symbol));
   if (!doc) return undefined;
-  const map = doc.getMap<BookLevel[]>(BOOK);
-  return { bids: map.get('bids') ?? [], asks: map.get('asks') ?? [] };
+  const map = doc.getMap<unknown>(BOOK);
+  const mark = map.get('mark');
+  return { bids: (map.get('bids') as BookLevel[]) ?? [], asks: (map.get('asks') as BookLevel[]) ?? [], mark: typeof mark === 'number' ? mark : null };
 }
 
 export function tradesOf(source: DocSource | null, symbol: string, limit: number): TradeView[] {

@@ -13,7 +13,7 @@ import { META, docNames, type Layout } from '../publish/layout.js';
 import { SyncServer, type SyncServerOptions } from '../rooms/room-server.js';
 import { UpstreamDiscovery } from './discovery.js';
 import { GenerationSync } from './generation-sync.js';
-import { SeqWaiters, accountOf, bookOf, scopeDocs, seqOf, tradesOf, type ReadModel, type ReadScope } from './read-model.js';
+import { SeqWaiters, accountOf, bookOf, scopeDocs, seqOf, tradesOf, type MarketBook, type ReadModel, type ReadScope } from './read-model.js';
 import { ReplicaStore } from './store.js';
 import { AccountViews } from './views.js';
 
@@ -158,7 +158,7 @@ export class Replica extends EventEmitter<{ advanced: []; swapped: [string]; dro
     return this.opts.layout.markets.includes(symbol);
   }
 
-  book(symbol: string): { bids: BookLevel[]; asks: BookLevel[] } | undefined {
+  book(symbol: string): MarketBook | undefined {
     return bookOf(this.generations.current, symbol);
   }
 

@@ -235,7 +235,7 @@ describe('reads', () => {
     };
     const app = new Hono();
     mountReadRoutes(app, model, { minSeqWaitMsDefault: 10, minSeqWaitMsMax: 10 }, SECRETS);
-    expect((await get(app, '/v1/accounts/alice', await signToken(SECRETS.clusterSecret, { sub: 'far', role: 'replica' }, 0))).json).toEqual(view);
+    expect((await get(app, '/v1/accounts/alice', await signToken(SECRETS.clusterSecret, { sub: 'far', role: 'replica' }, 0))).json).toMatchObject(view);
     expect((await get(app, '/v1/accounts/alice', await account('alice'))).status).toBe(200);
     expect((await get(app, '/v1/accounts/alice', await account('mallory'))).status).toBe(403);
     expect((await get(app, '/v1/accounts/alice', await user({ sub: 'far', role: 'replica' }))).status).toBe(401);

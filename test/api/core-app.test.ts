@@ -337,7 +337,8 @@ describe('read routes on the core', () => {
     await post(app, deposit('a1', 'alice', 77));
     const { status, json } = await get(app, '/v1/accounts/alice');
     expect(status).toBe(200);
-    expect(json).toEqual(core.machine.account('alice'));
+    // The stored view, plus what the read adds from the marks: equity (no positions: the collateral).
+    expect(json).toEqual({ ...core.machine.account('alice'), equity: 77 });
     expect((await get(app, '/v1/accounts/nobody')).json.error.code).toBe('unknown_account');
     expect((await app.request('/v1/accounts/bad%20id')).status).toBe(400);
   });
@@ -383,7 +384,7 @@ describe('read routes on the core', () => {
     await post(app, { commands: [deposit('d', 'alice', 1_000_000), order('o', 'alice', 'buy', 100, 4)] });
     const { status, json } = await get(app, `/v1/markets/${BTC}/book`);
     expect(status).toBe(200);
-    expect(json).toEqual({ market: BTC, ...core.machine.book(BTC, 50) });
+    expect(json).toEqual({ market: BTC, ...core.machine.book(BTC, 50), mark: null }); // no trade yet: no mark
     expect(json.bids).toEqual([{ price: 100, qty: 4, orders: 1 }]);
     expect((await get(app, '/v1/markets/NOPE/book')).status).toBe(404);
   });

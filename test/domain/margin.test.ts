@@ -1,20 +1,29 @@
-// Initial margin: ceil(notional / leverage) for positions (on cost basis) and resting orders;
-// reducing orders need no margin; withdrawals cannot dip below the margin held.
+// Margin on what executes (docs/risk.md): an order is admitted on the account its actual fills
+// would leave (fill prices, resulting position, resting remainder), reducing stays possible above
+// maintenance, withdrawals keep the initial margin, and an account under maintenance margin is
+// liquidated into the insurance fund at the mark — money conserved exactly.
 
 import { describe, it, expect } from 'vitest';
+import { INSURANCE_ACCOUNT } from '../../src/domain/types.js';
 import { BTC, Driver, ETH } from './helpers.js';
+
+/** Σ(collateral − signedCostBasis) over every account: must equal deposits − withdrawals. */
+function valueSum(d: Driver): number {
+  return d.sm.valueSum();
+}
 
 describe('margin', () => {
   it('rejects an opening order the collateral cannot cover, accepts one it exactly covers', () => {
     const d = new Driver();
     d.deposit('A', 999);
-    expect(d.order('A', BTC, 'buy', 100, 100)).toEqual({ status: 'rejected', code: 'insufficient_collateral' });
+    expect(d.order('A', BTC, 'buy', 100, 100)).toMatchObject({ status: 'rejected', code: 'insufficient_collateral' });
     d.deposit('A', 1);
     d.buy('A', 100, 100); // margin 1000 == collateral
     expect(d.sm.account('A')).toMatchObject({ collateral: 1000, marginRequired: 1000, available: 0 });
     // ceil(1 * 1 / 10) = 1 > 0 available, on any market and either side.
-    expect(d.order('A', ETH, 'sell', 1, 1)).toEqual({ status: 'rejected', code: 'insufficient_collateral' });
-    expect(d.order('A', BTC, 'buy', 1, 1, 'IOC')).toEqual({ status: 'rejected', code: 'insufficient_collateral' });
+    expect(d.order('A', ETH, 'sell', 1, 1)).toMatchObject({ status: 'rejected', code: 'insufficient_collateral' });
+    // An IOC that cannot fill takes no margin: it is simply cancelled.
+    expect(d.order('A', BTC, 'buy', 1, 1, 'IOC')).toMatchObject({ status: 'accepted', fills: [], cancelledQty: 1 });
   });
 
   it('rounds margin up per order', () => {
@@ -26,60 +35,80 @@ describe('margin', () => {
     expect(d.order('A', BTC, 'buy', 1, 1)).toMatchObject({ code: 'insufficient_collateral' });
   });
 
-  it('always allows a reducing order, even with zero spare margin', () => {
+  it('checks margin at the prices an order fills at, not at its limit (a sell @1 into a bid @30000)', () => {
+    const d = new Driver();
+    d.deposit('A', 1000);
+    d.deposit('B', 1_000_000_000);
+    d.buy('B', 30_000, 1000);
+    // Margin at the limit price would be ceil(1000/10) = 100; at the fill price it is 3 000 000.
+    const before = d.sm.snapshot();
+    expect(d.order('A', BTC, 'sell', 1, 1000, 'IOC')).toMatchObject({ status: 'rejected', code: 'insufficient_collateral' });
+    expect({ ...(d.sm.snapshot() as object), lastSeq: 0, nextOrderId: 0 }).toEqual({ ...(before as object), lastSeq: 0, nextOrderId: 0 });
+    // Once the market has traded, such a price is outside the band anyway.
+    d.deposit('C', 1_000_000_000);
+    d.sell('C', 30_000, 1, 'IOC');
+    expect(d.order('A', BTC, 'sell', 1, 1, 'IOC')).toMatchObject({ status: 'rejected', code: 'price_out_of_band' });
+  });
+
+  it('lets an account under initial margin reduce, as long as it stays above maintenance', () => {
     const d = new Driver();
     d.deposit('A', 1000);
     d.deposit('B', 1_000_000);
+    d.deposit('C', 1_000_000);
     d.sell('B', 100, 100);
-    d.buy('A', 100, 100, 'IOC'); // long 100, cost 10_000, margin 1000
-    expect(d.sm.account('A')).toMatchObject({ collateral: 1000, marginRequired: 1000, available: 0 });
-
-    // Too big to be reducing: needs margin for the whole order.
-    expect(d.order('A', BTC, 'sell', 200, 101)).toMatchObject({ code: 'insufficient_collateral' });
-    const close = d.sell('A', 200, 60); // reducing: rests, takes margin, available goes negative
-    expect(close.restingQty).toBe(60);
-    expect(d.sm.account('A')?.available).toBeLessThan(0);
-    const close2 = d.sell('A', 200, 40); // 40 <= 100 - 60 still reducing
-    expect(close2.restingQty).toBe(40);
-    // Everything is already committed to closing: one more lot is not reducing.
-    expect(d.order('A', BTC, 'sell', 200, 1)).toMatchObject({ code: 'insufficient_collateral' });
-    // Same side as the position is never reducing.
-    expect(d.order('A', BTC, 'buy', 1, 1)).toMatchObject({ code: 'insufficient_collateral' });
-
-    // Closing at a loss still goes through.
-    d.cancel('A', close.orderId as number);
-    d.cancel('A', close2.orderId as number);
-    d.buy('B', 95, 100);
-    const r = d.sell('A', 95, 100, 'IOC');
-    expect(r.fills?.[0]?.qty).toBe(100);
-    expect(d.sm.account('A')).toMatchObject({ collateral: 500, marginRequired: 0, available: 500 });
+    d.buy('A', 100, 100, 'IOC'); // long 100 @100: IM 1000, equity 1000
+    d.buy('B', 98, 1);
+    d.sell('C', 98, 1, 'IOC'); // mark 98: equity 800, IM 980, MM 490
+    expect(d.sm.riskOf('A')).toEqual({ equity: 800, initialMargin: 980, maintenanceMargin: 490, available: -180 });
+    // Adding risk is refused; reducing by a little is allowed (available −82 ≥ −180, equity ≥ MM).
+    expect(d.order('A', BTC, 'buy', 98, 1)).toMatchObject({ code: 'insufficient_collateral' });
+    d.buy('B', 98, 10);
+    expect(d.sell('A', 98, 10, 'IOC').fills?.[0]?.qty).toBe(10);
+    expect(d.sm.riskOf('A')).toMatchObject({ equity: 800, initialMargin: 882, available: -82 });
   });
 
-  it('lets collateral go negative after adverse fills (no liquidation) and still allows closing', () => {
+  it('liquidates an account under maintenance margin into the insurance fund at the mark', () => {
     const d = new Driver();
-    d.deposit('A', 1000);
+    d.deposit('A', 1010);
     d.deposit('B', 1_000_000);
+    d.deposit('C', 1_000_000);
     d.sell('B', 100, 100);
-    d.buy('A', 100, 100);
-    d.buy('B', 80, 100);
-    d.sell('A', 80, 100); // loss 2000
-    expect(d.sm.account('A')).toMatchObject({ collateral: -1000, marginRequired: 0, available: -1000 });
-    expect(d.withdraw('A', 1)).toMatchObject({ code: 'insufficient_collateral' });
+    d.buy('A', 100, 100, 'IOC'); // A long 100 @100, equity 1010
+    d.buy('A', 99, 1, 'GTC', ETH); // a resting order (margin 10) elsewhere, cancelled by the liquidation
+    const deposits = 2_001_010;
+    // B and C trade the mark down within the band: 98, 96, then 94 (A: equity 410 < MM 470 + 5).
+    for (const p of [98, 96]) {
+      d.buy('B', p, 1);
+      const r = d.sell('C', p, 1, 'IOC');
+      expect(r.liquidated).toBeUndefined();
+    }
+    d.buy('B', 94, 1);
+    const r = d.sell('C', 94, 1, 'IOC');
+    expect(r.liquidated).toEqual([{ seq: r.orderId, account: 'A', market: BTC, qty: 100, price: 94, fee: 47, deficit: 0 }]);
+    // A realized 100 × (94 − 100) = −600 and paid the fee; no position, no orders, no debt.
+    expect(d.sm.account('A')).toMatchObject({ collateral: 363, positions: [{ market: BTC, qty: 0 }], openOrders: [] });
+    expect(d.sm.account(INSURANCE_ACCOUNT)).toMatchObject({ collateral: 47, positions: [{ market: BTC, qty: 100, costBasis: 9400 }] });
+    const e = d.sm.drainEffects();
+    expect(e.liquidations).toHaveLength(1);
+    expect(e.accounts.has(INSURANCE_ACCOUNT)).toBe(true);
+    expect(valueSum(d)).toBe(deposits);
+    expect(d.sm.totalDeposits).toBe(deposits);
   });
 
-  it('blocks withdrawals that would leave collateral below margin', () => {
+  it('blocks withdrawals that would leave less than the initial margin, and never withdraws unrealized gains', () => {
     const d = new Driver();
     d.deposit('A', 2000);
     const o = d.buy('A', 100, 100); // margin 1000
-    expect(d.withdraw('A', 1001)).toEqual({ status: 'rejected', code: 'insufficient_collateral' });
+    expect(d.withdraw('A', 1001)).toMatchObject({ status: 'rejected', code: 'insufficient_collateral' });
     expect(d.withdraw('A', 1000)).toEqual({ status: 'accepted', collateral: 1000 });
     expect(d.withdraw('A', 1)).toMatchObject({ code: 'insufficient_collateral' });
     d.cancel('A', o.orderId as number);
     expect(d.withdraw('A', 1000)).toEqual({ status: 'accepted', collateral: 0 });
     expect(d.sm.account('A')).toMatchObject({ collateral: 0, marginRequired: 0, available: 0 });
+    expect(d.withdraw('A', 1)).toMatchObject({ code: 'insufficient_collateral' });
   });
 
-  it('counts position margin on cost basis, not on the current price', () => {
+  it('shows position margin on cost basis in the account view (the risk engine uses marks)', () => {
     const d = new Driver();
     d.deposit('A', 10_000);
     d.deposit('B', 10_000);

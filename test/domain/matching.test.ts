@@ -81,7 +81,7 @@ describe('matching', () => {
     expect(d.sm.account('B')?.openOrders).toEqual([]);
     expect(d.sm.book(BTC, 10)).toEqual({ market: BTC, bids: [], asks: [] });
 
-    const miss = d.buy('B', 50, 4, 'IOC');
+    const miss = d.buy('B', 98, 4, 'IOC');
     expect(miss).toMatchObject({ status: 'accepted', fills: [], restingQty: 0, cancelledQty: 4 });
   });
 
@@ -126,7 +126,7 @@ describe('matching', () => {
     expect(e.accounts.size + e.markets.size + e.trades.length).toBe(0);
 
     // An IOC that misses touches its account but not the book.
-    d.buy('D', 1, 1, 'IOC');
+    d.buy('D', 99, 1, 'IOC');
     e = d.sm.drainEffects();
     expect([...e.markets]).toEqual([]);
     expect([...e.accounts]).toEqual(['D']);

@@ -16,37 +16,37 @@ describe('positions', () => {
     d.deposit('M', FUND);
     expect(d.sm.account('T')?.positions).toEqual([]);
 
-    // Open long 10 @ 100.
-    d.sell('M', 100, 10);
-    d.buy('T', 100, 10);
-    expect(pos(d, 'T')).toEqual({ market: BTC, qty: 10, costBasis: 1000, avgEntryPrice: 100, realizedPnl: 0 });
-    expect(pos(d, 'M')).toEqual({ market: BTC, qty: -10, costBasis: 1000, avgEntryPrice: 100, realizedPnl: 0 });
+    // Open long 10 @ 1000. (Each step stays within the ±2.5% price band of the last trade.)
+    d.sell('M', 1000, 10);
+    d.buy('T', 1000, 10);
+    expect(pos(d, 'T')).toEqual({ market: BTC, qty: 10, costBasis: 10_000, avgEntryPrice: 1000, realizedPnl: 0 });
+    expect(pos(d, 'M')).toEqual({ market: BTC, qty: -10, costBasis: 10_000, avgEntryPrice: 1000, realizedPnl: 0 });
 
-    // Add 5 @ 110: cost 1550, avg floor(1550/15) = 103.
-    d.sell('M', 110, 5);
-    d.buy('T', 110, 5);
-    expect(pos(d, 'T')).toEqual({ market: BTC, qty: 15, costBasis: 1550, avgEntryPrice: 103, realizedPnl: 0 });
+    // Add 5 @ 1010: cost 15 050, avg floor(15050/15) = 1003.
+    d.sell('M', 1010, 5);
+    d.buy('T', 1010, 5);
+    expect(pos(d, 'T')).toEqual({ market: BTC, qty: 15, costBasis: 15_050, avgEntryPrice: 1003, realizedPnl: 0 });
 
-    // Reduce 4 @ 120: removed floor(1550*4/15) = 413, pnl 480 - 413 = 67.
-    d.buy('M', 120, 4);
-    d.sell('T', 120, 4);
-    expect(pos(d, 'T')).toEqual({ market: BTC, qty: 11, costBasis: 1137, avgEntryPrice: 103, realizedPnl: 67 });
-    expect(pos(d, 'M')).toEqual({ market: BTC, qty: -11, costBasis: 1137, avgEntryPrice: 103, realizedPnl: -67 });
+    // Reduce 4 @ 1020: removed floor(15050*4/15) = 4013, pnl 4080 - 4013 = 67.
+    d.buy('M', 1020, 4);
+    d.sell('T', 1020, 4);
+    expect(pos(d, 'T')).toEqual({ market: BTC, qty: 11, costBasis: 11_037, avgEntryPrice: 1003, realizedPnl: 67 });
+    expect(pos(d, 'M')).toEqual({ market: BTC, qty: -11, costBasis: 11_037, avgEntryPrice: 1003, realizedPnl: -67 });
     expect(d.sm.account('T')?.collateral).toBe(FUND + 67);
     expect(d.sm.account('M')?.collateral).toBe(FUND - 67);
 
-    // Flip: sell 15 @ 90 closes 11 (pnl 990 - 1137 = -147) and opens short 4 @ 90.
-    d.buy('M', 90, 15);
-    d.sell('T', 90, 15);
-    expect(pos(d, 'T')).toEqual({ market: BTC, qty: -4, costBasis: 360, avgEntryPrice: 90, realizedPnl: -80 });
-    expect(pos(d, 'M')).toEqual({ market: BTC, qty: 4, costBasis: 360, avgEntryPrice: 90, realizedPnl: 80 });
+    // Flip: sell 15 @ 995 closes 11 (pnl 10945 - 11037 = -92) and opens short 4 @ 995.
+    d.buy('M', 995, 15);
+    d.sell('T', 995, 15);
+    expect(pos(d, 'T')).toEqual({ market: BTC, qty: -4, costBasis: 3980, avgEntryPrice: 995, realizedPnl: -25 });
+    expect(pos(d, 'M')).toEqual({ market: BTC, qty: 4, costBasis: 3980, avgEntryPrice: 995, realizedPnl: 25 });
 
-    // Close to flat: buy 4 @ 95, short pnl 360 - 380 = -20; nothing left over.
-    d.sell('M', 95, 4);
-    d.buy('T', 95, 4);
-    expect(pos(d, 'T')).toEqual({ market: BTC, qty: 0, costBasis: 0, avgEntryPrice: 0, realizedPnl: -100 });
-    expect(pos(d, 'M')).toEqual({ market: BTC, qty: 0, costBasis: 0, avgEntryPrice: 0, realizedPnl: 100 });
-    expect(d.sm.account('T')?.collateral).toBe(FUND - 100);
+    // Close to flat: buy 4 @ 1000, short pnl 3980 - 4000 = -20; nothing left over.
+    d.sell('M', 1000, 4);
+    d.buy('T', 1000, 4);
+    expect(pos(d, 'T')).toEqual({ market: BTC, qty: 0, costBasis: 0, avgEntryPrice: 0, realizedPnl: -45 });
+    expect(pos(d, 'M')).toEqual({ market: BTC, qty: 0, costBasis: 0, avgEntryPrice: 0, realizedPnl: 45 });
+    expect(d.sm.account('T')?.collateral).toBe(FUND - 45);
     expect(d.sm.account('T')?.marginRequired).toBe(0);
   });
 
@@ -85,7 +85,8 @@ describe('positions', () => {
   });
 
   it('handles cost bases where costBasis * closed exceeds 2^53', () => {
-    const d = new Driver(testConfig({}, 1000)); // high leverage so max-size fills fit the max deposit
+    // High leverage so max-size fills fit the max deposit; limits that let a 3e6-lot position exist.
+    const d = new Driver(testConfig({ maxPositionLots: 3_000_000, maxOpenInterestLots: 3_000_000, maxTotalDeposits: 2_000_000_000_000 }, 1000));
     d.deposit('T', 1_000_000_000_000);
     d.deposit('M', 1_000_000_000_000);
     // 3 fills of 1e6 lots @ 9_999_999 ticks: cost ~3e13, and cost * closed ~3e19 > 2^53.

@@ -21,9 +21,9 @@ function busy(limits: Parameters<typeof testConfig>[0] = {}): Driver {
   d.deposit('A', 10_000);
   d.deposit('B', 10_000);
   d.sell('B', 100, 10);
-  d.buy('A', 100, 4); // A long 4, B short 4
-  d.buy('A', 90, 5);
-  d.sell('A', 120, 2);
+  d.buy('A', 100, 4); // A long 4, B short 4; mark 100, band 98..102
+  d.buy('A', 99, 5);
+  d.sell('A', 102, 2);
   d.sm.drainEffects();
   return d;
 }
@@ -65,8 +65,8 @@ describe('rejections', () => {
     expectRejectChangesNothing(d, px('A', 100, 1, 'DOGE-USD'), 'unknown_market');
     for (const p of [0, -1, 10_000_001, 1.5, Number.NaN]) expectRejectChangesNothing(d, px('A', p, 1), 'price_out_of_range');
     for (const q of [0, -3, 1_000_001, 0.5]) expectRejectChangesNothing(d, px('A', 100, q), 'qty_out_of_range');
-    // Boundaries are accepted (IOC at price 1 with qty 1 on an empty-ish side).
-    expect(d.run(px('A', 1, 1, BTC, 'buy', 'IOC')).status).toBe('accepted');
+    // Boundaries are accepted (IOC at price 1 with qty 1, in a market without a mark yet).
+    expect(d.run(px('A', 1, 1, 'ETH-USD', 'buy', 'IOC')).status).toBe('accepted');
   });
 
   it('amount_limit_exceeded for deposits/withdrawals out of range and collateral over the cap', () => {
@@ -84,20 +84,20 @@ describe('rejections', () => {
 
   it('insufficient_collateral for orders and withdrawals', () => {
     const d = busy();
-    expectRejectChangesNothing(d, px('A', 1000, 100), 'insufficient_collateral');
+    expectRejectChangesNothing(d, px('A', 102, 1000), 'insufficient_collateral');
     expectRejectChangesNothing(d, wd('A', 10_000), 'insufficient_collateral');
   });
 
   it('too_many_orders counts resting GTC orders across markets; IOC is still allowed', () => {
     const d = busy(); // A rests 2 orders, limit 3
     d.buy('A', 80, 1, 'GTC', 'ETH-USD');
-    expectRejectChangesNothing(d, px('A', 70, 1), 'too_many_orders');
+    expectRejectChangesNothing(d, px('A', 98, 1), 'too_many_orders');
     // Checked up front, even for an order that would fill completely.
     expectRejectChangesNothing(d, px('A', 100, 1), 'too_many_orders');
     expect(d.run(px('A', 100, 1, BTC, 'buy', 'IOC'))).toMatchObject({ status: 'accepted', fills: [{ qty: 1 }] });
     const first = d.sm.account('A')?.openOrders[0]?.orderId as number;
     expect(d.cancel('A', first).status).toBe('accepted');
-    expect(d.run(px('A', 70, 1)).status).toBe('accepted');
+    expect(d.run(px('A', 98, 1)).status).toBe('accepted');
   });
 
   it('too_many_accounts, while existing accounts can still deposit', () => {
@@ -126,6 +126,43 @@ describe('rejections', () => {
     expectRejectChangesNothing(d, cx('A', id), 'unknown_order');
     expect(d.sm.account('A')?.openOrders.map((o) => o.orderId)).not.toContain(id);
     expect(d.sm.book(BTC, 10)?.bids).toEqual([]);
+  });
+
+  it('reserved account ids (#…, the insurance fund) are unknown to every command', () => {
+    const d = busy();
+    expectRejectChangesNothing(d, dep('#insurance', 5), 'unknown_account');
+    expectRejectChangesNothing(d, wd('#insurance', 5), 'unknown_account');
+    expectRejectChangesNothing(d, px('#insurance', 100, 1), 'unknown_account');
+    expectRejectChangesNothing(d, cx('#insurance', 3), 'unknown_account');
+  });
+
+  it('price_out_of_band: once a market has a mark, limit prices stay within its band', () => {
+    const d = busy(); // mark 100, band ±250 bps: 98..102
+    expectRejectChangesNothing(d, px('A', 97, 1), 'price_out_of_band');
+    expectRejectChangesNothing(d, px('A', 103, 1, BTC, 'sell'), 'price_out_of_band');
+    expect(d.run(px('A', 98, 1)).status).toBe('accepted');
+  });
+
+  it('position_limit_exceeded counts the position and resting orders on each side', () => {
+    const d = busy({ maxPositionLots: 10 }); // A: long 4, resting buy 5, resting sell 2
+    expectRejectChangesNothing(d, px('A', 98, 2), 'position_limit_exceeded'); // 4 + 5 + 2 > 10
+    expect(d.run(px('A', 98, 1)).status).toBe('accepted'); // exactly 10
+    // Reducing is always possible: B is short 4 and may buy back.
+    expect(d.run(px('B', 102, 4, BTC, 'buy', 'IOC')).status).toBe('accepted');
+  });
+
+  it('open_interest_limit_exceeded caps the long positions of a market', () => {
+    const d = busy({ maxOpenInterestLots: 5, maxPositionLots: 12 }); // open interest 4 after busy()
+    expectRejectChangesNothing(d, px('A', 102, 2, BTC, 'buy', 'IOC'), 'open_interest_limit_exceeded');
+    expect(d.run(px('A', 102, 1, BTC, 'buy', 'IOC')).status).toBe('accepted');
+    expect(d.sm.openInterestOf(BTC)).toBe(5);
+  });
+
+  it('deposit_limit_exceeded caps deposits minus withdrawals over the exchange', () => {
+    const d = busy({ maxTotalDeposits: 25_000 }); // 20 000 deposited
+    expectRejectChangesNothing(d, dep('A', 5_001), 'deposit_limit_exceeded');
+    expect(d.deposit('A', 5_000).status).toBe('accepted');
+    expect(d.sm.totalDeposits).toBe(25_000);
   });
 
   it('covered every reject code', () => {

@@ -52,14 +52,14 @@ describe('walking skeleton end to end', () => {
       expect(bob.status).toBe(200);
       expect(bob.headers.get('x-statemirror-region')).toBe(region);
       expect(Number(bob.headers.get('x-statemirror-seq'))).toBeGreaterThanOrEqual(seq);
-      expect(bob.body.positions).toEqual([{ market: 'BTC-USD', qty: 2, costBasis: 60_000, avgEntryPrice: 30_000, realizedPnl: 0 }]);
+      expect(bob.body.positions).toEqual([{ market: 'BTC-USD', qty: 2, costBasis: 60_000, avgEntryPrice: 30_000, realizedPnl: 0, mark: 30_000, unrealizedPnl: 0 }]);
       const alice = await get(`${url}/v1/accounts/alice?minSeq=${seq}`);
-      expect(alice.body.positions).toEqual([{ market: 'BTC-USD', qty: -2, costBasis: 60_000, avgEntryPrice: 30_000, realizedPnl: 0 }]);
+      expect(alice.body.positions).toEqual([{ market: 'BTC-USD', qty: -2, costBasis: 60_000, avgEntryPrice: 30_000, realizedPnl: 0, mark: 30_000, unrealizedPnl: 0 }]);
       expect(alice.body.openOrders).toHaveLength(1);
       expect(alice.body.openOrders[0].remaining).toBe(1);
       expect(alice.body).toEqual((await get(`${core}/v1/accounts/alice`)).body);
       const book = await get(`${url}/v1/markets/BTC-USD/book?minSeq=${seq}`);
-      expect(book.body).toEqual({ market: 'BTC-USD', bids: [], asks: [{ price: 30_000, qty: 1, orders: 1 }] });
+      expect(book.body).toEqual({ market: 'BTC-USD', bids: [], asks: [{ price: 30_000, qty: 1, orders: 1 }], mark: 30_000 });
       const trades = await get(`${url}/v1/markets/BTC-USD/trades?minSeq=${seq}`);
       expect(trades.body.trades).toHaveLength(1);
       expect(trades.body).toEqual((await get(`${core}/v1/markets/BTC-USD/trades`)).body);

@@ -93,6 +93,14 @@ function renderAll(meta: Y.Doc, view: Y.Doc, book: Y.Doc): void {
   const levels = (ls: Level[]) => ls.slice(0, 10).map((l) => `<tr><td>${l.price}</td><td>${l.qty}</td><td>${l.orders}</td></tr>`).join('');
   $('book-bids').innerHTML = levels(bids);
   $('book-asks').innerHTML = levels(asks);
+  const mark = book.getMap('book').get('mark');
+  text('mark', typeof mark === 'number' ? String(mark) : '–');
+  const fund = m.get('insurance') as { collateral: number } | undefined;
+  text('insurance', fund ? String(fund.collateral) : '0');
+  const liquidations = book.getArray<{ seq: number; account: string; qty: number; price: number; fee: number }>('liquidations').toArray().slice(-10).reverse();
+  $('liquidations').innerHTML = liquidations
+    .map((l) => `<tr><td>${l.seq}</td><td>${esc(l.account)}</td><td>${l.qty}</td><td>${l.price}</td><td>${l.fee}</td></tr>`)
+    .join('');
   if (!a) {
     text('collateral', '–');
     $('positions').innerHTML = '';
@@ -101,11 +109,10 @@ function renderAll(meta: Y.Doc, view: Y.Doc, book: Y.Doc): void {
   }
   text('collateral', String(a.collateral));
   text('available', String(a.available));
-  const mid = bids[0] && asks[0] ? (bids[0].price + asks[0].price) / 2 : null;
   $('positions').innerHTML = a.positions
     .map((p) => {
-      // Unrealized PnL at the mid of the book shown (display only; the exchange marks nothing).
-      const unrealized = p.market === market && mid !== null && p.qty !== 0 ? Math.round(p.qty * mid - Math.sign(p.qty) * p.costBasis) : null;
+      // Unrealized PnL at the market's mark (its last trade: what the risk engine uses).
+      const unrealized = p.market === market && typeof mark === 'number' && p.qty !== 0 ? p.qty * mark - Math.sign(p.qty) * p.costBasis : null;
       return `<tr data-market="${esc(p.market)}"><td>${esc(p.market)}</td><td class="qty">${p.qty}</td><td>${p.avgEntryPrice}</td><td class="rpnl">${p.realizedPnl}</td><td>${unrealized ?? '–'}</td></tr>`;
     })
     .join('');
