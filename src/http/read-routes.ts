@@ -9,6 +9,7 @@ import { withMarks, type ReadModel, type ReadScope } from '../replica/read-model
 import { authenticate, tokenFrom } from '../auth/tokens.js';
 import { authorizeAccountRead } from '../auth/rules.js';
 import { ACCOUNT_ID } from './schemas.js';
+import type { AccountView } from '../domain/types.js';
 import { errorBody, requestError } from './errors.js';
 
 export type { ReadModel, ReadScope };
@@ -21,6 +22,39 @@ export interface ReadLimits {
 const HEADER_SEQ = 'x-statemirror-seq';
 const HEADER_REGION = 'x-statemirror-region';
 const HEADER_GENERATION = 'x-statemirror-generation';
+
+/** Entries the serialized-answer cache keeps (one per account or market read recently). */
+const JSON_CACHE_MAX = 10_000;
+
+/**
+ * Serialized answers by key, reused while their version (the ETag) holds, so repeated reads of an
+ * unchanged account or book cost no re-encoding. Bounded: the oldest entry goes first.
+ */
+class JsonCache {
+  private readonly entries = new Map<string, { etag: string; body: string }>();
+
+  body(key: string, etag: string, make: () => unknown): string {
+    const hit = this.entries.get(key);
+    if (hit && hit.etag === etag) return hit.body;
+    const body = JSON.stringify(make());
+    this.entries.delete(key);
+    this.entries.set(key, { etag, body });
+    if (this.entries.size > JSON_CACHE_MAX) this.entries.delete(this.entries.keys().next().value!);
+    return body;
+  }
+}
+
+/**
+ * A version number per stored value object: the docs hand out the same object until the value
+ * changes (Yjs), so identity is the change test. WeakMap: nothing is kept alive by it.
+ */
+const versions = new WeakMap<object, number>();
+let nextVersion = 1;
+function versionOf(v: object): number {
+  let n = versions.get(v);
+  if (n === undefined) versions.set(v, (n = nextVersion++));
+  return n;
+}
 
 function parseIntParam(raw: string | undefined, max: number): number | null | undefined {
   if (raw === undefined) return undefined;
@@ -60,6 +94,18 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
     return null;
   };
 
+  const cache = new JsonCache();
+  /** 304 when the client holds this version (If-None-Match), else the cached or freshly serialized body. */
+  const versioned = (c: Context, key: string, etag: string, make: () => unknown): Response => {
+    c.header('etag', etag);
+    if (c.req.header('if-none-match') === etag) return c.body(null, 304);
+    return c.body(cache.body(key, etag, make), 200, { 'content-type': 'application/json; charset=UTF-8' });
+  };
+  /** An account's version: its stored view and the marks of the markets it holds positions in. */
+  const accountEtag = (view: AccountView, marks: (m: string) => number | null) =>
+    `W/"${model.generation()}.${versionOf(view)}${view.positions.map((p) => `.${marks(p.market) ?? '-'}`).join('')}"`;
+  const markOf = (m: string) => model.book(m)?.mark ?? null;
+
   /** The :id of an account route the bearer token may read (checked before any wait), or the error answer. */
   const accountParam = async (c: Context): Promise<string | Response> => {
     const id = c.req.param('id') ?? '';
@@ -75,7 +121,8 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
     const early = await consistency(c, { kind: 'account', id });
     if (early) return early;
     const view = model.account(id);
-    return view ? c.json(withMarks(view, (m) => model.book(m)?.mark ?? null)) : requestError(c, 'unknown_account', `no account ${id}`);
+    if (!view) return requestError(c, 'unknown_account', `no account ${id}`);
+    return versioned(c, `a:${id}`, accountEtag(view, markOf), () => withMarks(view, markOf));
   });
 
   app.get('/v1/accounts/:id/positions', async (c) => {
@@ -84,7 +131,8 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
     const early = await consistency(c, { kind: 'account', id });
     if (early) return early;
     const view = model.account(id);
-    return view ? c.json({ account: id, positions: withMarks(view, (m) => model.book(m)?.mark ?? null).positions }) : requestError(c, 'unknown_account', `no account ${id}`);
+    if (!view) return requestError(c, 'unknown_account', `no account ${id}`);
+    return versioned(c, `p:${id}`, accountEtag(view, markOf), () => ({ account: id, positions: withMarks(view, markOf).positions }));
   });
 
   app.get('/v1/markets/:symbol/book', async (c) => {
@@ -92,7 +140,9 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
     if (!model.hasMarket(symbol)) return requestError(c, 'unknown_market', `no market ${symbol}`);
     const early = await consistency(c, { kind: 'market', symbol });
     if (early) return early;
-    return c.json({ market: symbol, ...model.book(symbol)! });
+    const book = model.book(symbol)!;
+    const etag = `W/"${model.generation()}.${versionOf(book.bids)}.${versionOf(book.asks)}.${book.mark ?? '-'}"`;
+    return versioned(c, `b:${symbol}`, etag, () => ({ market: symbol, ...book }));
   });
 
   app.get('/v1/markets/:symbol/trades', async (c) => {

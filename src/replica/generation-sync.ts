@@ -12,7 +12,9 @@ import * as Y from 'yjs';
 import { WebsocketProvider } from 'y-websocket';
 import { WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import { META, META_DOC } from '../publish/layout.js';
+import { ACCOUNTS, META, META_DOC, accountShardDoc } from '../publish/layout.js';
+
+const ACCOUNT_SHARD_PREFIX = accountShardDoc(0).replace(/0$/, '');
 import type { SyncServer } from '../rooms/room-server.js';
 import { seqOf, type DocSource } from './read-model.js';
 import type { ReplicaStore } from './store.js';
@@ -100,6 +102,8 @@ export interface GenerationSyncOptions {
   onGone: () => void;
   /** The copy advanced (an update arrived, or a generation was swapped in). */
   onAdvanced: () => void;
+  /** Account ids an update changed in the served generation (`all` when a generation is swapped in). */
+  onAccountsChanged?: (ids: Iterable<string> | 'all') => void;
   /** A generation is now the served one. */
   onSwapped: (generation: string) => void;
   /** How long a replaced generation is still served to downstream readers (handover). */
@@ -149,8 +153,15 @@ export class GenerationSync {
     const { store } = this.opts;
     const old = this.current;
     this.current = gen;
+    this.opts.onAccountsChanged?.('all');
     for (const [name, doc] of gen.docs) {
       if (persistWhole) store?.compact(gen.id, name, Y.encodeStateAsUpdate(doc));
+      // Which accounts an update touched, so only their browser views are rewritten.
+      if (name.startsWith(ACCOUNT_SHARD_PREFIX)) {
+        doc.getMap(ACCOUNTS).observe((event) => {
+          if (this.current === gen) this.opts.onAccountsChanged?.(event.keysChanged);
+        });
+      }
       doc.on('update', (update: Uint8Array, origin: unknown) => {
         // Only the served generation is persisted; a retiring one just streams until it retires.
         if (origin !== LOAD_ORIGIN && store && this.current === gen) {

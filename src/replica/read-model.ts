@@ -2,8 +2,10 @@
 // by the core from its published docs; http/read-routes.ts serves it) and the doc reads behind it —
 // per-scope completeness from the stamps, accounts, books and trades — plus the bounded waits of
 // `?minSeq=`.
-// Invariants: a scope's seq is the minimum of layout.completeSeq over the docs it depends on, so a
-// read never claims a seq its docs don't fully reflect; nothing here writes to a doc.
+// Invariants: a scope's seq is the minimum over the docs it depends on of the highest
+// layout.completeSeq each has shown in this generation, so a read never claims a seq its docs don't
+// fully reflect, and never reports less than it did before in the same generation; nothing here
+// writes to a doc.
 import type * as Y from 'yjs';
 import type { AccountView, BookLevel, TradeView } from '../domain/types.js';
 import { ACCOUNTS, BOOK, TRADES, accountShardDoc, completeSeq, marketDoc, shardOf, type Layout } from '../publish/layout.js';
@@ -60,11 +62,25 @@ export function scopeDocs(layout: Layout, names: readonly string[], scope: ReadS
   return names;
 }
 
-/** Seq up to which every one of `docs` is complete (0 without a source). */
+/**
+ * Per source (one generation's docs), the highest seq each doc was ever seen complete up to. A doc
+ * complete up to X stays so (updates only add later changes), but layout.completeSeq can report
+ * less after meta arrives ahead of the doc's own update (its changedAt moved past the doc's
+ * stamp): the floor keeps every answer monotonic within a generation. One entry per doc.
+ */
+const completeFloor = new WeakMap<DocSource, Map<string, number>>();
+
+/** Seq up to which every one of `docs` is complete (0 without a source); never decreases per source. */
 export function seqOf(source: DocSource | null, docs: readonly string[]): number {
   if (!source) return 0;
+  let floors = completeFloor.get(source);
+  if (!floors) completeFloor.set(source, (floors = new Map()));
   let seq = Number.POSITIVE_INFINITY;
-  for (const name of docs) seq = Math.min(seq, completeSeq(name, source.doc(name)!, source.meta));
+  for (const name of docs) {
+    const c = Math.max(floors.get(name) ?? 0, completeSeq(name, source.doc(name)!, source.meta));
+    floors.set(name, c);
+    seq = Math.min(seq, c);
+  }
   return Number.isFinite(seq) ? seq : 0;
 }
 

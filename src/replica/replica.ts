@@ -80,6 +80,7 @@ export class Replica extends EventEmitter<{ advanced: []; swapped: [string]; dro
       token: () => this.clusterToken,
       onGone: () => void this.discovery.discover(),
       onAdvanced: () => this.advanced(),
+      onAccountsChanged: (ids) => this.views.markChanged(ids),
       onSwapped: (generation) => this.emit('swapped', generation),
       ...(opts.retireGraceMs !== undefined ? { retireGraceMs: opts.retireGraceMs } : {}),
       ...(opts.logger ? { logger: opts.logger } : {}),
@@ -108,7 +109,7 @@ export class Replica extends EventEmitter<{ advanced: []; swapped: [string]; dro
   }
 
   private advanced(): void {
-    this.views.refreshAll();
+    this.views.flush();
     this.waiters.check();
     this.emit('advanced');
   }

@@ -1,6 +1,8 @@
 // Per-account view docs for browsers. The account shards hold many accounts, so a browser with an
 // account token gets a small doc `view-<id>` holding only its account, made by this node from its
-// own copy and refreshed whenever the copy advances.
+// own copy. A view is rewritten only when its account changed (the shard docs report which keys
+// changed), and its stamp moves only then: a commit that does not touch an account costs its
+// pages nothing — no Yjs transaction, no message (the page takes the seq from the meta doc).
 // Invariants: view docs are written only by this node (never from upstream, never by a client);
 // one doc per account serves that account's room in every generation being served (refs counts the
 // rooms), and it is destroyed when the last room releases it; at most MAX_VIEWS exist at once.
@@ -21,6 +23,9 @@ interface View {
 
 export class AccountViews {
   private readonly views = new Map<string, View>();
+  /** Accounts with an open view that changed since the last flush (bounded by MAX_VIEWS). */
+  private readonly dirty = new Set<string>();
+  private allDirty = false;
 
   constructor(private readonly read: { account(id: string): AccountView | undefined; seqFor(scope: ReadScope): number }) {}
 
@@ -51,22 +56,37 @@ export class AccountViews {
     view.doc.destroy();
   }
 
-  /** Brings every open view up to the node's copy. */
-  refreshAll(): void {
-    for (const [id, view] of this.views) this.refresh(id, view);
+  /** Accounts changed in the copy (`all`: a new generation): their views refresh on flush(). */
+  markChanged(ids: Iterable<string> | 'all'): void {
+    if (this.allDirty) return;
+    if (ids === 'all' || this.dirty.size > MAX_VIEWS) {
+      this.allDirty = true;
+      this.dirty.clear();
+      return;
+    }
+    for (const id of ids) if (this.views.has(id)) this.dirty.add(id);
+  }
+
+  /** Brings the views of changed accounts up to the node's copy. */
+  flush(): void {
+    const ids = this.allDirty ? [...this.views.keys()] : [...this.dirty];
+    this.allDirty = false;
+    this.dirty.clear();
+    for (const id of ids) {
+      const view = this.views.get(id);
+      if (view) this.refresh(id, view);
+    }
   }
 
   private refresh(id: string, view: View): void {
     const value = this.read.account(id);
+    // Yjs hands out the same object until the value changes, so identity is the change test.
+    if (value === view.value) return;
     const seq = this.read.seqFor({ kind: 'account', id });
-    if (value === view.value && seq === view.seq) return;
     view.doc.transact(() => {
-      // Yjs hands out the same object until the value changes, so identity is the change test.
-      if (value !== view.value) {
-        if (value === undefined) view.doc.getMap('view').delete('account');
-        else view.doc.getMap('view').set('account', value);
-      }
-      if (seq !== view.seq) view.doc.getMap(STAMP).set('seq', seq);
+      if (value === undefined) view.doc.getMap('view').delete('account');
+      else view.doc.getMap('view').set('account', value);
+      view.doc.getMap(STAMP).set('seq', seq);
     });
     view.value = value;
     view.seq = seq;

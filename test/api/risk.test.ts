@@ -83,3 +83,30 @@ describe('issue 10 scenarios over HTTP', () => {
     expect(a.equity).toBe(a.collateral + 500);
   });
 });
+
+describe('read versions (ETag)', () => {
+  it('answers 304 to If-None-Match while the account is unchanged, 200 with a new ETag after it changes', async () => {
+    const { post } = setup();
+    const core = cores.at(-1)!;
+    const app = coreApp(core, { secrets: SECRETS, maxBodyBytes: 65_536, maxCommandsPerRequest: 100 });
+    const get = (path: string, etag?: string) => app.request(path, { headers: { authorization: OPERATOR, ...(etag ? { 'if-none-match': etag } : {}) } });
+    await post({ type: 'deposit', account: 'A', amount: 100 });
+    const first = await get('/v1/accounts/A');
+    const etag = first.headers.get('etag')!;
+    expect(first.status).toBe(200);
+    expect(etag).toMatch(/^W\/"/);
+    // Another account's write moves the seq but not A's version.
+    await post({ type: 'deposit', account: 'B', amount: 5 });
+    const again = await get('/v1/accounts/A', etag);
+    expect(again.status).toBe(304);
+    expect(Number(again.headers.get('x-statemirror-seq'))).toBe(2);
+    await post({ type: 'deposit', account: 'A', amount: 1 });
+    const changed = await get('/v1/accounts/A', etag);
+    expect(changed.status).toBe(200);
+    expect(changed.headers.get('etag')).not.toBe(etag);
+    expect(((await changed.json()) as any).collateral).toBe(101);
+    // The book too.
+    const book = await get('/v1/markets/BTC-USD/book');
+    expect((await get('/v1/markets/BTC-USD/book', book.headers.get('etag')!)).status).toBe(304);
+  });
+});

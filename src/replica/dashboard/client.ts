@@ -77,8 +77,10 @@ function renderAll(meta: Y.Doc, view: Y.Doc, book: Y.Doc): void {
   const m = meta.getMap('meta');
   const commitTs = m.get('tsMs');
   const metaSeq = m.get('seq');
-  const seq = view.getMap('stamp').get('seq');
-  text('seq', seq === undefined ? '–' : String(seq));
+  // The page holds everything up to the meta doc's seq (the view doc changes only when the account
+  // does; the node keeps it current), so that is the seq it shows.
+  const seq = Math.max(Number(m.get('seq') ?? 0), Number(view.getMap('stamp').get('seq') ?? 0));
+  text('seq', seq === 0 ? '–' : String(seq));
   // Lag = when a commit reached this page − when the core committed it (one machine, one clock in
   // the local cluster; across machines this needs synchronised clocks).
   if (typeof metaSeq === 'number' && metaSeq !== lastMetaSeq && typeof commitTs === 'number') {
