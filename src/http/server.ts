@@ -1,8 +1,10 @@
 // Binds a hono app (and optionally read-only y-websocket rooms) to a real TCP port. Port 0 picks a
 // free port; the bound port is returned so tests and `up` can wire proxies to it.
 // Invariants: connections beyond maxConnections get 429 too_many_connections; WebSocket upgrades
-// go to the upgrade handlers passed in (the replication link) or the rooms (passed in, /sync/...),
-// anything else gets 404; close() closes the rooms and every connection.
+// go to the upgrade handlers passed in (the cluster link) or the rooms (passed in, /sync/...),
+// anything else gets 404; requests Node's own parser refuses (oversized headers, bad chunking,
+// conflicting lengths, an unknown Expect) get the same {"error":{code,message}} JSON as every other
+// error; close() closes the rooms and every connection.
 import { createAdaptorServer } from '@hono/node-server';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -21,6 +23,27 @@ export interface RunningServer {
 export interface UpgradeHandler {
   /** Returns false when the path isn't this handler's. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+}
+
+/** Node's parser errors (they never reach hono) → status and reason code. */
+const PARSER_ERRORS: Record<string, [number, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'headers_too_large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout'],
+  HPE_INVALID_CHUNK_SIZE: [400, 'bad_chunk_encoding'],
+  HPE_UNEXPECTED_CONTENT_LENGTH: [400, 'conflicting_length'],
+  HPE_INVALID_TRANSFER_ENCODING: [400, 'bad_transfer_encoding'],
+  HPE_INVALID_METHOD: [400, 'bad_method'],
+  HPE_INVALID_URL: [400, 'bad_url'],
+  HPE_INVALID_HEADER_TOKEN: [400, 'bad_header'],
+  HPE_INVALID_VERSION: [400, 'bad_http_version'],
+};
+
+const REASONS: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
+
+/** A complete HTTP/1.1 error response with the JSON error shape, for sockets hono never saw. */
+function rawError(status: number, code: string, message: string): string {
+  const body = JSON.stringify({ error: { code, message } });
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 }
 
 export async function listen(
@@ -49,9 +72,22 @@ export async function listen(
   }
   // Keep-alive sockets would hold close() open; reads are short requests.
   server.keepAliveTimeout = 5000;
+  // Requests Node's parser refuses before hono sees them still get the JSON error shape.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (!socket.writable || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const [status, code] = PARSER_ERRORS[err.code ?? ''] ?? [400, 'bad_request'];
+    socket.end(rawError(status, code, `the request could not be parsed (${err.code ?? 'parse error'})`));
+  });
+  server.on('checkExpectation', (_req, res) => {
+    const body = JSON.stringify({ error: { code: 'expectation_failed', message: 'only Expect: 100-continue is supported' } });
+    res.writeHead(417, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
+  });
   server.on('upgrade', (req, socket, head) => {
     const handlers: UpgradeHandler[] = [...(opts.upgrades?.() ?? []), ...(opts.sync ? [opts.sync] : [])];
-    if (!handlers.some((h) => h.handleUpgrade(req, socket, head))) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    if (!handlers.some((h) => h.handleUpgrade(req, socket, head))) socket.end(rawError(404, 'not_found', `no WebSocket endpoint at ${new URL(req.url ?? '/', 'http://x').pathname}`));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -54,3 +54,40 @@ describe('listen connection limit', () => {
     expect(await d.response).toContain('pong');
   });
 });
+
+/** Sends raw bytes on a fresh connection and resolves with everything the server answered. */
+function raw(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
+    sockets.push(socket);
+    let data = '';
+    socket.on('data', (d) => (data += d));
+    socket.on('end', () => resolve(data));
+    socket.on('close', () => resolve(data));
+    socket.on('error', reject);
+  });
+}
+
+describe("requests Node's own parser refuses", () => {
+  it('still answer the JSON error shape with a reason code', async () => {
+    const app = new Hono();
+    app.post('/echo', async (c) => c.text(await c.req.text()));
+    server = await listen(app, '127.0.0.1', 0);
+    const cases: Array<[string, number, string]> = [
+      [`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(70_000)}\r\n\r\n`, 431, 'headers_too_large'],
+      ['POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n', 400, 'bad_chunk_encoding'],
+      ['POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', 400, ''],
+      ['GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-banana\r\n\r\n', 417, 'expectation_failed'],
+      ['BREW / HTTP/1.1\r\nHost: x\r\n\r\n', 400, ''],
+      ['GET /sync/x/y HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', 404, 'not_found'],
+    ];
+    for (const [bytes, status, code] of cases) {
+      const answer = await raw(server.port, bytes);
+      expect(answer, bytes.slice(0, 40)).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+      expect(typeof body.error.code).toBe('string');
+      expect(typeof body.error.message).toBe('string');
+      if (code) expect(body.error.code).toBe(code);
+    }
+  });
+});
