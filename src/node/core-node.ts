@@ -26,6 +26,7 @@ import { RaftNode, type RaftRole } from '../replication/raft.js';
 import { ReplicatedMachine } from '../replication/replicated-machine.js';
 import { ClusterTransport } from '../replication/transport.js';
 import { LeaderRole } from './leader-role.js';
+import { processStats } from '../replica/replica.js';
 
 export type CoreRole = 'starting' | 'primary' | 'standby' | 'halted';
 
@@ -153,6 +154,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
         peers: raft.peerStatus().map((p) => ({ ...p, lag: this.log.lastSeq() - p.match })),
       },
       links: this.transport.status(),
+      process: processStats(),
     };
   }
 

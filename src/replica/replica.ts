@@ -186,6 +186,7 @@ export class Replica extends EventEmitter<{ advanced: []; swapped: [string]; dro
       accounts: meta?.get('accounts') ?? 0,
       connections: this.sync.connections,
       droppedClientMessages: this.sync.droppedClientMessages,
+      process: processStats(),
     };
   }
 
@@ -199,4 +200,10 @@ export class Replica extends EventEmitter<{ advanced: []; swapped: [string]; dro
   protected closeStore(): void {
     this.store?.close();
   }
+}
+
+/** This process's CPU (µs, since start) and memory: what a node costs, for benches and operators. */
+export function processStats(): { cpuUserUs: number; cpuSystemUs: number; rssBytes: number } {
+  const cpu = process.cpuUsage();
+  return { cpuUserUs: cpu.user, cpuSystemUs: cpu.system, rssBytes: process.memoryUsage.rss() };
 }

@@ -1,0 +1,23 @@
+// A read node as its own process, directly on its upstream (no link proxy in the process, so its
+// CPU is the read node's alone): `node --import tsx bench/proc/read-node.ts <config> <upstreamUrl> <dataDir|->`.
+// Prints "READY <url>" on stdout once it serves a generation. For benches only.
+import { loadConfig } from '../../src/config/schema.js';
+import { ReadNode } from '../../src/node/region-node.js';
+
+const [configPath, upstream, dataDir] = process.argv.slice(2);
+const config = loadConfig(configPath);
+const node = new ReadNode({
+  region: 'bench',
+  upstreamUrls: [upstream!],
+  layout: { accountShards: config.publish.accountShards, markets: config.domain.markets.map((m) => m.symbol) },
+  port: 0,
+  ...(dataDir && dataDir !== '-' ? { dataDir } : {}),
+  readLimits: config.readNode,
+  maxConnections: config.readNode.maxConnections,
+  secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
+  discoveryIntervalMs: 200,
+});
+await node.start();
+await node.ready(30_000);
+process.stdout.write(`READY ${node.url}\n`);
+for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => void node.stop().finally(() => process.exit(0)));
