@@ -66,6 +66,12 @@ export class Generation implements DocSource {
       });
       // Presence is meaningless for a mirror, and the upstream drops it anyway.
       provider.awareness.setLocalState(null);
+      // A mirror never sends updates upstream (the rooms drop them anyway), and the provider's
+      // 'update' listener would make Yjs re-encode every transaction it applies just to find
+      // nothing to send: detach it (y-websocket keeps it as _updateHandler; destroy() detaches
+      // it again harmlessly).
+      const handler = (provider as unknown as { _updateHandler?: (...args: unknown[]) => void })._updateHandler;
+      if (handler) doc.off('update', handler);
       provider.on('sync', (isSynced: boolean) => {
         if (isSynced && !this.synced.has(name)) {
           this.synced.add(name);
@@ -162,14 +168,18 @@ export class GenerationSync {
           if (this.current === gen) this.opts.onAccountsChanged?.(event.keysChanged);
         });
       }
-      doc.on('update', (update: Uint8Array, origin: unknown) => {
-        // Only the served generation is persisted; a retiring one just streams until it retires.
-        if (origin !== LOAD_ORIGIN && store && this.current === gen) {
-          store.append(gen.id, name, update);
-          if (store.needsCompaction(gen.id, name)) store.compact(gen.id, name, Y.encodeStateAsUpdate(doc));
-        }
-        this.opts.onAdvanced();
-      });
+      // An 'update' listener makes Yjs encode every transaction it applies: only a node that
+      // persists needs those bytes. Advancing needs no bytes ('afterTransaction' encodes nothing).
+      if (store) {
+        doc.on('update', (update: Uint8Array, origin: unknown) => {
+          // Only the served generation is persisted; a retiring one just streams until it retires.
+          if (origin !== LOAD_ORIGIN && this.current === gen) {
+            store.append(gen.id, name, update);
+            if (store.needsCompaction(gen.id, name)) store.compact(gen.id, name, Y.encodeStateAsUpdate(doc));
+          }
+        });
+      }
+      doc.on('afterTransaction', () => this.opts.onAdvanced());
     }
     store?.setServing(gen.id);
     // Handover: the previous generation stays served (and keeps syncing from upstream) for a

@@ -174,11 +174,12 @@ export class SyncServer {
     ws.on('message', (data: Buffer) => this.onMessage(ws, room, docName, data));
     ws.on('close', () => {
       room.conns.delete(ws);
-      // On-demand docs live only while someone watches them.
-      if (room.conns.size === 0 && !set.docs.has(docName) && served.rooms.get(docName) === room) {
+      // A room lives only while someone watches it: its 'update' listener makes Yjs encode every
+      // transaction, which an empty room would only throw away. On-demand docs are released too.
+      if (room.conns.size === 0 && served.rooms.get(docName) === room) {
         room.doc.off('update', room.onUpdate);
         served.rooms.delete(docName);
-        set.release?.(docName, room.doc);
+        if (!set.docs.has(docName)) set.release?.(docName, room.doc);
       }
     });
     // Server's step1 is deliberately not sent: we never want the client's state.
