@@ -10,7 +10,7 @@ import type { Core } from '../publish/core.js';
 import { HaltedError, LeadershipLostError, OverloadedError, type Outcome, type Submission } from '../engine/sequencer.js';
 import type { AccountView, Command, DomainConfig, TradeView } from '../domain/types.js';
 import { ACCOUNTS, META_DOC, TRADES, accountShardDoc, docNames, marketDoc, shardOf, type Layout } from '../publish/layout.js';
-import { bookOf } from '../replica/read-model.js';
+import { accountOf, bookOf } from '../replica/read-model.js';
 import { authenticate, tokenFrom } from '../auth/tokens.js';
 import { authorizeCommand } from '../auth/rules.js';
 import { REJECT_HTTP, errorBody, requestError } from './errors.js';
@@ -88,7 +88,7 @@ export function coreReadModel(
     // From the published docs, not the live state machine: the machine is ahead of the committed
     // state while a batch waits for a majority's ack, and a read must never show a write that a
     // failover could still lose. The docs hold exactly the committed state.
-    account: (id) => core().publisher.doc(accountShardDoc(shardOf(id, layout.accountShards))).getMap<AccountView>(ACCOUNTS).get(id),
+    account: (id) => accountOf({ doc: (name: string) => core().publisher.doc(name), meta: core().publisher.doc(META_DOC) }, layout, id),
     hasMarket: (symbol) => markets.has(symbol),
     book: (symbol) => bookOf({ doc: (name: string) => core().publisher.doc(name), meta: core().publisher.doc(META_DOC) }, symbol),
     // The state machine keeps no trade history; the published market doc holds the last ones.

@@ -15,10 +15,25 @@ export const accountViewDoc = (id: string): string => `${ACCOUNT_VIEW_PREFIX}${i
 export const STAMP = 'stamp'; // every doc: { seq, generation }
 export const META = 'meta'; // meta doc: { seq, stateHash, tsMs, generation, accounts, insurance }
 export const CHANGED_AT = 'changedAt'; // meta doc: docName -> seq of that doc's latest change
-export const ACCOUNTS = 'accounts'; // account shard: accountId -> AccountView
-export const BOOK = 'book'; // market doc: { bids, asks, mark }
+export const ACCOUNTS = 'accounts'; // account shard: accountId -> AccountView as JSON text (encodeValue)
+export const BOOK = 'book'; // market doc: { bids, asks (JSON text), mark }
 export const TRADES = 'trades'; // market doc: Y.Array<TradeView>, newest last, bounded
 export const LIQUIDATIONS = 'liquidations'; // market doc: Y.Array<LiquidationView>, newest last, bounded like trades
+
+/**
+ * Account views and book sides are published as JSON text, not as Yjs objects: a reader decodes
+ * one string natively instead of every field through Yjs' generic value codec (most of a read
+ * node's CPU per commit), and parses only what it serves. decodeValue also takes the object form
+ * (docs persisted by an earlier version).
+ */
+export function encodeValue(v: unknown): string {
+  return JSON.stringify(v);
+}
+
+export function decodeValue<T>(raw: unknown): T | undefined {
+  if (raw === undefined) return undefined;
+  return (typeof raw === 'string' ? JSON.parse(raw) : raw) as T;
+}
 
 export interface Layout {
   accountShards: number;

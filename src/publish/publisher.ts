@@ -10,7 +10,7 @@ import { assert } from '../domain/assert.js';
 import type { StateMachine } from '../domain/state-machine.js';
 import { INSURANCE_ACCOUNT, type Effects, type LiquidationView, type TradeView } from '../domain/types.js';
 import {
-  ACCOUNTS, BOOK, CHANGED_AT, LIQUIDATIONS, META, META_DOC, STAMP, TRADES,
+  ACCOUNTS, BOOK, CHANGED_AT, LIQUIDATIONS, META, META_DOC, STAMP, TRADES, encodeValue,
   accountShardDoc, docNames, marketDoc, shardOf, type Layout,
 } from './layout.js';
 
@@ -93,7 +93,7 @@ export class Publisher {
       at(name, () => {
         const map = this.doc(name).getMap(ACCOUNTS);
         if (map.has(id)) this.tombstones++;
-        map.set(id, view);
+        map.set(id, encodeValue(view));
       });
     }
     const tradesBy = groupBy(effects.trades);
@@ -106,8 +106,8 @@ export class Publisher {
         const d = this.doc(name);
         const map = d.getMap(BOOK);
         if (map.has('bids')) this.tombstones += 2;
-        map.set('bids', book.bids);
-        map.set('asks', book.asks);
+        map.set('bids', encodeValue(book.bids));
+        map.set('asks', encodeValue(book.asks));
         const mark = machine.mark(symbol) ?? null;
         if (map.get('mark') !== mark) {
           if (map.has('mark')) this.tombstones++;

@@ -8,7 +8,7 @@
 // writes to a doc.
 import type * as Y from 'yjs';
 import type { AccountView, BookLevel, TradeView } from '../domain/types.js';
-import { ACCOUNTS, BOOK, TRADES, accountShardDoc, completeSeq, marketDoc, shardOf, type Layout } from '../publish/layout.js';
+import { ACCOUNTS, BOOK, TRADES, accountShardDoc, completeSeq, decodeValue, marketDoc, shardOf, type Layout } from '../publish/layout.js';
 
 /** A market's published book and mark (its last trade, docs/risk.md; null before any). */
 export interface MarketBook {
@@ -84,9 +84,23 @@ export function seqOf(source: DocSource | null, docs: readonly string[]): number
   return Number.isFinite(seq) ? seq : 0;
 }
 
+/** Parsed values by key, reused while the stored text is the same (same value, same object). */
+const PARSED_MAX = 20_000;
+const parsed = new Map<string, { raw: unknown; value: unknown }>();
+function parsedValue<T>(key: string, raw: unknown): T | undefined {
+  if (raw === undefined) return undefined;
+  const hit = parsed.get(key);
+  if (hit !== undefined && hit.raw === raw) return hit.value as T;
+  const value = decodeValue<T>(raw);
+  parsed.delete(key);
+  parsed.set(key, { raw, value });
+  if (parsed.size > PARSED_MAX) parsed.delete(parsed.keys().next().value!);
+  return value;
+}
+
 export function accountOf(source: DocSource | null, layout: Layout, id: string): AccountView | undefined {
   const doc = source?.doc(accountShardDoc(shardOf(id, layout.accountShards)));
-  return doc?.getMap<AccountView>(ACCOUNTS).get(id);
+  return parsedValue<AccountView>(`a:${id}`, doc?.getMap(ACCOUNTS).get(id));
 }
 
 export function bookOf(source: DocSource | null, symbol: string): MarketBook | undefined {
@@ -94,7 +108,11 @@ export function bookOf(source: DocSource | null, symbol: string): MarketBook | u
   if (!doc) return undefined;
   const map = doc.getMap<unknown>(BOOK);
   const mark = map.get('mark');
-  return { bids: (map.get('bids') as BookLevel[]) ?? [], asks: (map.get('asks') as BookLevel[]) ?? [], mark: typeof mark === 'number' ? mark : null };
+  return {
+    bids: parsedValue<BookLevel[]>(`b:${symbol}`, map.get('bids')) ?? [],
+    asks: parsedValue<BookLevel[]>(`s:${symbol}`, map.get('asks')) ?? [],
+    mark: typeof mark === 'number' ? mark : null,
+  };
 }
 
 export function tradesOf(source: DocSource | null, symbol: string, limit: number): TradeView[] {

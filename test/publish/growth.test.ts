@@ -12,6 +12,7 @@ import type { Core } from '../../src/publish/core.js';
 import type { Submission } from '../../src/engine/sequencer.js';
 import { measureDocs, type GrowthRow } from '../../bench/lib/yjs-growth.js';
 import { cmd, makeCore } from '../core/helpers.js';
+import { decodeValue } from '../../src/publish/layout.js';
 
 const ACCOUNTS = 200;
 const ROUNDS = 20;
@@ -75,6 +76,6 @@ describe('published Yjs state under whole-value overwrites', () => {
     expect(next).not.toBe(first);
     const shard = [...core.publisher.docs.entries()].filter(([name]) => name.startsWith('acct-'));
     const published = Object.assign({}, ...shard.map(([, d]) => d.getMap('accounts').toJSON()));
-    for (let i = 0; i < 50; i++) expect(published[`acct${i}`]).toEqual(core.machine.account(`acct${i}`));
+    for (let i = 0; i < 50; i++) expect(decodeValue(published[`acct${i}`])).toEqual(core.machine.account(`acct${i}`));
   });
 });

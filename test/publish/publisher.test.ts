@@ -7,6 +7,7 @@ import type { Command, TradeView } from '../../src/domain/types.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import {
   ACCOUNTS, BOOK, CHANGED_AT, META, META_DOC, TRADES,
+  decodeValue,
   accountShardDoc, completeSeq, docNames, marketDoc, shardOf, stampSeq,
 } from '../../src/publish/layout.js';
 import { mulberry32 } from '../domain/helpers.js';
@@ -84,13 +85,13 @@ function expectMirrors(core: Core, mirror: Mirror): void {
     const accounts = mirror.replica(accountShardDoc(shard)).getMap(ACCOUNTS);
     const expected = ids.filter((id) => shardOf(id, SHARDS) === shard);
     expect([...accounts.keys()].sort()).toEqual(expected);
-    for (const id of expected) expect(accounts.get(id)).toEqual(m.account(id));
+    for (const id of expected) expect(decodeValue(accounts.get(id))).toEqual(m.account(id));
   }
   for (const symbol of MARKETS) {
     const book = mirror.replica(marketDoc(symbol)).getMap(BOOK);
     const view = m.book(symbol, 50)!;
-    expect(book.get('bids')).toEqual(view.bids);
-    expect(book.get('asks')).toEqual(view.asks);
+    expect(decodeValue(book.get('bids'))).toEqual(view.bids);
+    expect(decodeValue(book.get('asks'))).toEqual(view.asks);
   }
   const meta = mirror.replica(META_DOC).getMap(META);
   expect(meta.get('seq')).toBe(core.seq);
@@ -224,7 +225,7 @@ describe('completeSeq with docs arriving separately', () => {
     // The withheld shard: complete only up to its own old stamp, and it still shows the old value.
     expect(mirror.completeSeq(target)).toBe(4);
     expect(mirror.completeSeq(target)).toBeLessThan(core.seq);
-    expect((mirror.replica(target).getMap(ACCOUNTS).get('alice') as { collateral: number }).collateral).toBe(100);
+    expect(decodeValue<{ collateral: number }>(mirror.replica(target).getMap(ACCOUNTS).get('alice'))!.collateral).toBe(100);
     // Every other doc was not changed since its stamp, so it is complete up to meta's seq.
     for (const name of docNames(core.opts.layout)) {
       if (name !== target) expect(mirror.completeSeq(name)).toBe(6);

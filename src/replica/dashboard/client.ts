@@ -90,8 +90,10 @@ function renderAll(meta: Y.Doc, view: Y.Doc, book: Y.Doc): void {
   if (typeof commitTs === 'number') text('since', `${Math.round(Math.max(0, Date.now() - commitTs) / 1000)} s ago`);
   const a = view.getMap('view').get('account') as AccountView | undefined;
   text('account', account);
-  const bids = (book.getMap('book').get('bids') as Level[] | undefined) ?? [];
-  const asks = (book.getMap('book').get('asks') as Level[] | undefined) ?? [];
+  // Book sides are published as JSON text (layout.encodeValue).
+  const side = (raw: unknown): Level[] => (typeof raw === 'string' ? (JSON.parse(raw) as Level[]) : ((raw as Level[] | undefined) ?? []));
+  const bids = side(book.getMap('book').get('bids'));
+  const asks = side(book.getMap('book').get('asks'));
   const levels = (ls: Level[]) => ls.slice(0, 10).map((l) => `<tr><td>${l.price}</td><td>${l.qty}</td><td>${l.orders}</td></tr>`).join('');
   $('book-bids').innerHTML = levels(bids);
   $('book-asks').innerHTML = levels(asks);
