@@ -115,25 +115,18 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
     return decision.ok ? id : requestError(c, decision.code, decision.reason);
   };
 
-  app.get('/v1/accounts/:id', async (c) => {
+  /** An account read: token, minSeq, the stored view, versioned (ETag) and shaped by `shape`. */
+  const accountRead = (prefix: string, shape: (id: string, view: AccountView) => unknown) => async (c: Context) => {
     const id = await accountParam(c);
     if (id instanceof Response) return id;
     const early = await consistency(c, { kind: 'account', id });
     if (early) return early;
     const view = model.account(id);
     if (!view) return requestError(c, 'unknown_account', `no account ${id}`);
-    return versioned(c, `a:${id}`, accountEtag(view, markOf), () => withMarks(view, markOf));
-  });
-
-  app.get('/v1/accounts/:id/positions', async (c) => {
-    const id = await accountParam(c);
-    if (id instanceof Response) return id;
-    const early = await consistency(c, { kind: 'account', id });
-    if (early) return early;
-    const view = model.account(id);
-    if (!view) return requestError(c, 'unknown_account', `no account ${id}`);
-    return versioned(c, `p:${id}`, accountEtag(view, markOf), () => ({ account: id, positions: withMarks(view, markOf).positions }));
-  });
+    return versioned(c, `${prefix}:${id}`, accountEtag(view, markOf), () => shape(id, view));
+  };
+  app.get('/v1/accounts/:id', accountRead('a', (_id, view) => withMarks(view, markOf)));
+  app.get('/v1/accounts/:id/positions', accountRead('p', (id, view) => ({ account: id, positions: withMarks(view, markOf).positions })));
 
   app.get('/v1/markets/:symbol/book', async (c) => {
     const symbol = c.req.param('symbol');
