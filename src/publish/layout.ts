@@ -16,7 +16,14 @@ export const STAMP = 'stamp'; // every doc: { seq, generation }
 export const META = 'meta'; // meta doc: { seq, stateHash, tsMs, generation, accounts, insurance }
 export const CHANGED_AT = 'changedAt'; // meta doc: docName -> seq of that doc's latest change
 export const ACCOUNTS = 'accounts'; // account shard: accountId -> AccountView as JSON text (encodeValue)
-export const BOOK = 'book'; // market doc: { bids, asks (JSON text), mark }
+export const BOOK = 'book'; // market doc: { mark } (and, from earlier versions, bids/asks as arrays or JSON text)
+/**
+ * Market doc: one map per book side, price → [qty, orders], only the top bookDepth levels. A commit
+ * writes only the levels that changed, so a page watching a market receives a few small entries
+ * per trade, not the whole book (and read nodes decode as little).
+ */
+export const BIDS = 'bids';
+export const ASKS = 'asks';
 export const TRADES = 'trades'; // market doc: Y.Array<TradeView>, newest last, bounded
 export const LIQUIDATIONS = 'liquidations'; // market doc: Y.Array<LiquidationView>, newest last, bounded like trades
 
@@ -33,6 +40,17 @@ export function encodeValue(v: unknown): string {
 export function decodeValue<T>(raw: unknown): T | undefined {
   if (raw === undefined) return undefined;
   return (typeof raw === 'string' ? JSON.parse(raw) : raw) as T;
+}
+
+/** A book side of a market doc, best first (bids: highest price first, asks: lowest first). */
+export function bookSide(doc: Y.Doc, side: 'bids' | 'asks'): Array<{ price: number; qty: number; orders: number }> {
+  const legacy = doc.getMap<unknown>(BOOK).get(side);
+  if (legacy !== undefined) return decodeValue(legacy) ?? [];
+  const levels: Array<{ price: number; qty: number; orders: number }> = [];
+  for (const [price, v] of doc.getMap<[number, number]>(side === 'bids' ? BIDS : ASKS).entries()) {
+    levels.push({ price: Number(price), qty: v[0], orders: v[1] });
+  }
+  return levels.sort((a, b) => (side === 'bids' ? b.price - a.price : a.price - b.price));
 }
 
 export interface Layout {

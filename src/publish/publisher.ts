@@ -8,9 +8,9 @@ import * as Y from 'yjs';
 import { randomUUID } from 'node:crypto';
 import { assert } from '../domain/assert.js';
 import type { StateMachine } from '../domain/state-machine.js';
-import { INSURANCE_ACCOUNT, type Effects, type LiquidationView, type TradeView } from '../domain/types.js';
+import { INSURANCE_ACCOUNT, type BookLevel, type Effects, type LiquidationView, type TradeView } from '../domain/types.js';
 import {
-  ACCOUNTS, BOOK, CHANGED_AT, LIQUIDATIONS, META, META_DOC, STAMP, TRADES, encodeValue,
+  ACCOUNTS, ASKS, BIDS, BOOK, CHANGED_AT, LIQUIDATIONS, META, META_DOC, STAMP, TRADES, encodeValue,
   accountShardDoc, docNames, marketDoc, shardOf, type Layout,
 } from './layout.js';
 
@@ -105,9 +105,8 @@ export class Publisher {
         assert(book !== undefined, `touched market ${symbol} does not exist`);
         const d = this.doc(name);
         const map = d.getMap(BOOK);
-        if (map.has('bids')) this.tombstones += 2;
-        map.set('bids', encodeValue(book.bids));
-        map.set('asks', encodeValue(book.asks));
+        this.writeSide(d.getMap<[number, number]>(BIDS), book.bids);
+        this.writeSide(d.getMap<[number, number]>(ASKS), book.asks);
         const mark = machine.mark(symbol) ?? null;
         if (map.get('mark') !== mark) {
           if (map.has('mark')) this.tombstones++;
@@ -155,6 +154,24 @@ export class Publisher {
       stamp(meta);
     }, this.origin);
     this.publishedSeq = seq;
+  }
+
+  /** Brings a side's price → [qty, orders] map to `levels`: only changed levels are written. */
+  private writeSide(side: Y.Map<[number, number]>, levels: readonly BookLevel[]): void {
+    const keep = new Set<string>();
+    for (const l of levels) {
+      const key = String(l.price);
+      keep.add(key);
+      const cur = side.get(key);
+      if (cur !== undefined && cur[0] === l.qty && cur[1] === l.orders) continue;
+      if (cur !== undefined) this.tombstones++;
+      side.set(key, [l.qty, l.orders]);
+    }
+    for (const key of [...side.keys()]) {
+      if (keep.has(key)) continue;
+      side.delete(key);
+      this.tombstones++;
+    }
   }
 
   /** Appends to a kept-last-N list (trades, liquidations), dropping the oldest beyond tradesKept. */

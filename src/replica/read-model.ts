@@ -8,7 +8,7 @@
 // writes to a doc.
 import type * as Y from 'yjs';
 import type { AccountView, BookLevel, TradeView } from '../domain/types.js';
-import { ACCOUNTS, BOOK, TRADES, accountShardDoc, completeSeq, decodeValue, marketDoc, shardOf, type Layout } from '../publish/layout.js';
+import { ACCOUNTS, BOOK, TRADES, accountShardDoc, bookSide, completeSeq, decodeValue, marketDoc, shardOf, type Layout } from '../publish/layout.js';
 
 /** A market's published book and mark (its last trade, docs/risk.md; null before any). */
 export interface MarketBook {
@@ -84,6 +84,20 @@ export function seqOf(source: DocSource | null, docs: readonly string[]): number
   return Number.isFinite(seq) ? seq : 0;
 }
 
+/** Each market doc's sides as arrays, rebuilt when the doc changed (per doc, weakly held). */
+const books = new WeakMap<Y.Doc, { at: number; bids: BookLevel[]; asks: BookLevel[] }>();
+/** A counter bumped by every transaction on a doc: cheap "changed since" for derived values. */
+const versionsOf = new WeakMap<Y.Doc, { n: number }>();
+function docVersion(doc: Y.Doc): number {
+  let v = versionsOf.get(doc);
+  if (v === undefined) {
+    const counter = { n: 0 };
+    doc.on('afterTransaction', () => (counter.n += 1));
+    versionsOf.set(doc, (v = counter));
+  }
+  return v.n;
+}
+
 /** Parsed values by key, reused while the stored text is the same (same value, same object). */
 const PARSED_MAX = 20_000;
 const parsed = new Map<string, { raw: unknown; value: unknown }>();
@@ -106,13 +120,12 @@ export function accountOf(source: DocSource | null, layout: Layout, id: string):
 export function bookOf(source: DocSource | null, symbol: string): MarketBook | undefined {
   const doc = source?.doc(marketDoc(symbol));
   if (!doc) return undefined;
-  const map = doc.getMap<unknown>(BOOK);
-  const mark = map.get('mark');
-  return {
-    bids: parsedValue<BookLevel[]>(`b:${symbol}`, map.get('bids')) ?? [],
-    asks: parsedValue<BookLevel[]>(`s:${symbol}`, map.get('asks')) ?? [],
-    mark: typeof mark === 'number' ? mark : null,
-  };
+  const mark = doc.getMap<unknown>(BOOK).get('mark');
+  // Rebuilt only when the doc changed since (the ETag of book reads keys on these arrays).
+  const cached = books.get(doc);
+  if (cached === undefined || cached.at !== docVersion(doc)) books.set(doc, { at: docVersion(doc), bids: bookSide(doc, 'bids'), asks: bookSide(doc, 'asks') });
+  const sides = books.get(doc)!;
+  return { bids: sides.bids, asks: sides.asks, mark: typeof mark === 'number' ? mark : null };
 }
 
 export function tradesOf(source: DocSource | null, symbol: string, limit: number): TradeView[] {

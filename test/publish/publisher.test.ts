@@ -7,11 +7,11 @@ import type { Command, TradeView } from '../../src/domain/types.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import {
   ACCOUNTS, BOOK, CHANGED_AT, META, META_DOC, TRADES,
-  decodeValue,
+  bookSide, decodeValue,
   accountShardDoc, completeSeq, docNames, marketDoc, shardOf, stampSeq,
 } from '../../src/publish/layout.js';
 import { mulberry32 } from '../domain/helpers.js';
-import { MARKETS, cmd, commandStream, makeCore, seedFromEnv, within } from '../core/helpers.js';
+import { BTC, MARKETS, cmd, commandStream, makeCore, seedFromEnv, within } from '../core/helpers.js';
 
 const SEED = seedFromEnv();
 console.log(`publisher.test SIM_SEED=${SEED}`);
@@ -88,10 +88,11 @@ function expectMirrors(core: Core, mirror: Mirror): void {
     for (const id of expected) expect(decodeValue(accounts.get(id))).toEqual(m.account(id));
   }
   for (const symbol of MARKETS) {
-    const book = mirror.replica(marketDoc(symbol)).getMap(BOOK);
+    const doc = mirror.replica(marketDoc(symbol));
     const view = m.book(symbol, 50)!;
-    expect(decodeValue(book.get('bids'))).toEqual(view.bids);
-    expect(decodeValue(book.get('asks'))).toEqual(view.asks);
+    expect(bookSide(doc, 'bids')).toEqual(view.bids);
+    expect(bookSide(doc, 'asks')).toEqual(view.asks);
+    expect(doc.getMap(BOOK).get('mark') ?? undefined).toBe(m.mark(symbol));
   }
   const meta = mirror.replica(META_DOC).getMap(META);
   expect(meta.get('seq')).toBe(core.seq);
@@ -253,5 +254,26 @@ describe('completeSeq with docs arriving separately', () => {
     mirror.release(META_DOC);
     for (const name of docNames(core.opts.layout)) expect(mirror.completeSeq(name)).toBe(2);
     mirror.destroy();
+  });
+});
+
+describe('book updates are diffs', () => {
+  it('a commit that changes one level sends that level, not the book', async () => {
+    const core = makeCore({ tradesKept: 5 });
+    try {
+      await core.sequencer.submit([{ clientId: 'd', command: cmd.deposit('alice', 1_000_000_000) }]);
+      await core.sequencer.submit(Array.from({ length: 40 }, (_, i) => ({ clientId: `b${i}`, command: cmd.order('alice', BTC, 'buy', 1000 + i, 1) })));
+      const doc = core.publisher.doc(marketDoc(BTC));
+      const sizes: number[] = [];
+      doc.on('update', (u: Uint8Array) => sizes.push(u.byteLength));
+      await core.sequencer.submit([{ clientId: 'one', command: cmd.order('alice', BTC, 'buy', 1020, 2) }]);
+      expect(bookSide(doc, 'bids')).toHaveLength(40);
+      expect(bookSide(doc, 'bids').find((l) => l.price === 1020)).toEqual({ price: 1020, qty: 3, orders: 2 });
+      // One level (plus the stamp) changed: well under what 40 levels would take (~600 bytes).
+      expect(sizes).toHaveLength(1);
+      expect(sizes[0]).toBeLessThan(150);
+    } finally {
+      core.close();
+    }
   });
 });

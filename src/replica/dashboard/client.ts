@@ -6,6 +6,7 @@
 // reconnects without a reload.
 import * as Y from 'yjs';
 import { WebsocketProvider } from 'y-websocket';
+import { bookSide } from '../../publish/layout.js';
 
 interface PositionView { market: string; qty: number; costBasis: number; avgEntryPrice: number; realizedPnl: number }
 interface OrderView { orderId: number; market: string; side: string; price: number; qty: number; remaining: number; tif: string }
@@ -90,10 +91,9 @@ function renderAll(meta: Y.Doc, view: Y.Doc, book: Y.Doc): void {
   if (typeof commitTs === 'number') text('since', `${Math.round(Math.max(0, Date.now() - commitTs) / 1000)} s ago`);
   const a = view.getMap('view').get('account') as AccountView | undefined;
   text('account', account);
-  // Book sides are published as JSON text (layout.encodeValue).
-  const side = (raw: unknown): Level[] => (typeof raw === 'string' ? (JSON.parse(raw) as Level[]) : ((raw as Level[] | undefined) ?? []));
-  const bids = side(book.getMap('book').get('bids'));
-  const asks = side(book.getMap('book').get('asks'));
+  // Book sides: one map per side, price → [qty, orders] (layout.bookSide).
+  const bids = bookSide(book, 'bids');
+  const asks = bookSide(book, 'asks');
   const levels = (ls: Level[]) => ls.slice(0, 10).map((l) => `<tr><td>${l.price}</td><td>${l.qty}</td><td>${l.orders}</td></tr>`).join('');
   $('book-bids').innerHTML = levels(bids);
   $('book-asks').innerHTML = levels(asks);
