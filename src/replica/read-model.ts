@@ -57,7 +57,8 @@ export interface DocSource {
 
 /** The docs a scope depends on. */
 export function scopeDocs(layout: Layout, names: readonly string[], scope: ReadScope): readonly string[] {
-  if (scope.kind === 'account') return [accountShardDoc(shardOf(scope.id, layout.accountShards))];
+  // An account read also shows each position at its market's mark: it depends on the market docs.
+  if (scope.kind === 'account') return [accountShardDoc(shardOf(scope.id, layout.accountShards)), ...layout.markets.map(marketDoc)];
   if (scope.kind === 'market') return [marketDoc(scope.symbol)];
   return names;
 }
