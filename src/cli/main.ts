@@ -75,6 +75,8 @@ async function main(argv: string[]): Promise<void> {
       region: { type: 'string' },
       node: { type: 'string' },
       peer: { type: 'string', multiple: true },
+      // The primary/standby era's override: accepted, ignored (elections decide; a majority must be up).
+      'force-primary': { type: 'boolean', default: false },
       role: { type: 'string' },
       account: { type: 'string' },
       'ttl-s': { type: 'string', default: '86400' },
@@ -98,6 +100,7 @@ async function main(argv: string[]): Promise<void> {
       if (!m || !config.core.nodes.some((n) => n.name === m[1])) throw new Error(`--peer must be NAME=http://host:port with NAME one of ${config.core.nodes.map((n) => n.name).join(', ')}`);
       peerUrls[m[1]!] = m[2]!;
     }
+    if (values['force-primary']) logger.warn('--force-primary is ignored: the Raft cluster elects its leader, and a majority of core.nodes must be up');
     const node = new CoreNode(config, { ...(values.node ? { nodeName: values.node } : {}), peerUrls, logger });
     onShutdown(() => node.close(), logger);
     await node.start();

@@ -77,6 +77,13 @@ export const ConfigSchema = z.strictObject({
       maxInflightAppends: int(1, 1024).default(8),
       /** Shared by core nodes and read nodes; STATEMIRROR_CLUSTER_SECRET overrides it. */
       clusterSecret: z.string().min(16).default('statemirror-dev-cluster-secret'),
+      /**
+       * Accepted from configs of the primary/standby era: `mode` may only be "sync" (every write
+       * now waits for a majority), `heartbeatTimeoutMs` stands for electionTimeoutMs when that is
+       * not given.
+       */
+      mode: z.literal('sync', { error: 'replication.mode: only "sync" exists now (a write is acknowledged once a majority holds it; async mode was removed)' }).optional(),
+      heartbeatTimeoutMs: int(20, 60_000).optional(),
     })
     .default({ heartbeatMs: 50, electionTimeoutMs: 300, commitTimeoutMs: 5000, maxEntriesPerAppend: 1024, maxInflightAppends: 8, clusterSecret: 'statemirror-dev-cluster-secret' }),
   auth: z
@@ -140,6 +147,10 @@ export function parseConfig(raw: unknown): Config {
   const names = new Set<string>();
   const coreNames = new Set(config.core.nodes.map((n) => n.name));
   if (coreNames.size !== config.core.nodes.length) problems.push('core.nodes: duplicate node name');
+  const rawReplication = (raw as { replication?: { electionTimeoutMs?: unknown } } | null)?.replication;
+  if (config.replication.heartbeatTimeoutMs !== undefined && rawReplication?.electionTimeoutMs === undefined) {
+    config.replication.electionTimeoutMs = config.replication.heartbeatTimeoutMs;
+  }
   if (config.replication.electionTimeoutMs < 3 * config.replication.heartbeatMs) {
     problems.push('replication.electionTimeoutMs must be at least 3 × heartbeatMs');
   }

@@ -42,3 +42,23 @@ describe('config', () => {
     expect(() => parseConfig(raw)).toThrow(reason);
   });
 });
+
+describe('configs from the primary/standby era', () => {
+  it('accept mode "sync" and take heartbeatTimeoutMs as the election timeout', () => {
+    const raw = structuredClone(EMBEDDED_DEFAULTS) as any;
+    raw.replication = { mode: 'sync', heartbeatMs: 50, heartbeatTimeoutMs: 400, commitTimeoutMs: 2000 };
+    expect(parseConfig(raw).replication.electionTimeoutMs).toBe(400);
+  });
+
+  it('refuse async mode with the reason, and a risk config that could overflow or gap', () => {
+    const raw = structuredClone(EMBEDDED_DEFAULTS) as any;
+    raw.replication = { mode: 'async' };
+    expect(() => parseConfig(raw)).toThrow(/only "sync" exists now/);
+    const big = structuredClone(EMBEDDED_DEFAULTS) as any;
+    big.domain.limits.maxOpenInterestLots = 1_000_000_000;
+    expect(() => parseConfig(big)).toThrow(/could overflow/);
+    const gap = structuredClone(EMBEDDED_DEFAULTS) as any;
+    gap.domain.risk = { maintenanceMarginBps: 500, priceBandBps: 400 };
+    expect(() => parseConfig(gap)).toThrow(/2 × priceBandBps/);
+  });
+});
