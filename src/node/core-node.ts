@@ -192,7 +192,8 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   /** Dials the peers and starts the Raft timers (after listen()). */
   begin(): void {
     this.transport.start();
-    const tickMs = Math.max(2, Math.floor(this.config.replication.heartbeatMs / 2));
+    // Fine-grained: a tick only checks deadlines, and detection is never later than one tick.
+    const tickMs = Math.max(2, Math.min(10, Math.floor(this.config.replication.heartbeatMs / 4)));
     this.tickTimer = setInterval(() => this.guarded(() => this.raft.tick()), tickMs);
     this.raft.start();
   }
