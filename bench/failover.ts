@@ -32,6 +32,7 @@ const USAGE = `usage: npm run bench:failover -- [options]
   --heartbeat-ms N      replication.heartbeatMs (default 50)
   --election-timeout-ms N  replication.electionTimeoutMs, T (default 300)
   --writers N           concurrent background writers (default 4)
+  --graceful            SIGTERM instead of SIGKILL: the leader hands over (TIMEOUT_NOW) before it exits
 `;
 
 const LOAD_BEFORE_KILL_MS_MIN = 50;
@@ -48,6 +49,7 @@ interface Options {
   heartbeatMs: number;
   electionTimeoutMs: number;
   writers: number;
+  graceful: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -61,6 +63,7 @@ function parseOptions(argv: string[]): Options {
       'heartbeat-ms': { type: 'string', default: '50' },
       'election-timeout-ms': { type: 'string', default: '300' },
       writers: { type: 'string', default: '4' },
+      graceful: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -84,6 +87,7 @@ function parseOptions(argv: string[]): Options {
     heartbeatMs: int('heartbeat-ms', values['heartbeat-ms'], 5, 10_000),
     electionTimeoutMs: int('election-timeout-ms', values['election-timeout-ms'], 20, 60_000),
     writers: int('writers', values.writers, 0, 256),
+    graceful: values.graceful ?? false,
   };
 }
 
@@ -302,7 +306,7 @@ async function failoverTrials(opts: Options, rng: Rng): Promise<{ write: Histogr
       const others = cluster.names.filter((n) => n !== victim);
       load.resume();
       await sleep(randomLoadMs(rng));
-      const killed = cluster.kill(victim); // the signal is sent synchronously; exit is awaited below
+      const killed = cluster.kill(victim, opts.graceful ? 'SIGTERM' : 'SIGKILL'); // the signal is sent synchronously; exit is awaited below
       const t0 = performance.now();
       const deadline = t0 + Math.max(10_000, 20 * opts.electionTimeoutMs);
       const [accepted, promoted] = await Promise.all([
@@ -350,7 +354,7 @@ function report(opts: Options, r: Awaited<ReturnType<typeof failoverTrials>>, co
     '',
     '| measure (ms) | n | min | median | p99 | max |',
     '|---|---:|---:|---:|---:|---:|',
-    row('kill → first accepted write on the new leader', w),
+    row(`${opts.graceful ? 'SIGTERM (graceful handoff)' : 'kill'} → first accepted write on the new leader`, w),
     row('kill → new leader observed (status role primary)', p),
     row('cold restart baseline: kill → restart → first accepted write (single node)', c),
     '',

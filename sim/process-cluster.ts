@@ -83,11 +83,12 @@ export class CoreProcesses {
   }
 
   /** SIGKILL: no shutdown code runs, exactly like a machine dying. */
-  async kill(name: string): Promise<void> {
+  /** SIGKILL by default; SIGTERM for a graceful stop (a leader hands over first). */
+  async kill(name: string, signal: 'SIGKILL' | 'SIGTERM' = 'SIGKILL'): Promise<void> {
     const child = this.children.get(name);
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
+    child.kill(signal);
     await exited;
     this.children.delete(name);
     this.paused.delete(name);

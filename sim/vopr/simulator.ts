@@ -365,6 +365,17 @@ export class Simulator {
       else this.crash(node);
       if (node.up) return; // crashes on its next append instead
       this.at(this.T * (0.2 + 3 * this.rng()), () => !node.up && this.start(node));
+    } else if (r < 0.26) {
+      // A graceful handoff (what a leader does on SIGTERM), sometimes followed by its exit.
+      const leader = this.nodes.find((n) => n.up && n.raft?.isLeader);
+      if (!leader) return;
+      this.count('handoff');
+      this.guard(leader, () => leader.raft!.transferLeadership());
+      if (this.rng() < 0.5) this.at(2 + this.rng() * 20, () => {
+        if (!leader.up || this.healed) return; // no fault after the faults healed
+        this.crash(leader);
+        this.at(this.T * (0.2 + 2 * this.rng()), () => !leader.up && this.start(leader));
+      });
     } else if (r < 0.35) {
       this.count('pause');
       node.pausedUntil = Math.max(node.pausedUntil, this.now + this.T * 3 * this.rng());

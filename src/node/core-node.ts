@@ -51,6 +51,8 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   readonly transport: ClusterTransport;
   server!: RunningServer;
   private leaderRole: LeaderRole | null = null;
+  /** The follower this node handed leadership to when it stopped gracefully (null: none). */
+  handedOverTo: string | null = null;
   private currentRole: CoreRole = 'starting';
   private readonly layout: Layout;
   private readonly peerUrls: Map<string, string>;
@@ -271,7 +273,34 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     this.emit('role', role);
   }
 
+  /**
+   * A graceful stop of the leader: stop taking writes, hand leadership to the most up-to-date
+   * follower (Raft's TIMEOUT_NOW) and give it up to an election timeout to take over, so a planned
+   * restart costs a round trip or two instead of an election timeout.
+   */
+  private async handOver(): Promise<void> {
+    if (!this.raft.isLeader) return;
+    this.leaderRole?.stop('this node is shutting down: retry at the new leader');
+    this.leaderRole = null;
+    const target = this.raft.transferLeadership();
+    if (target === null) return;
+    this.handedOverTo = target;
+    this.opts.logger?.info({ node: this.name, to: target }, 'shutting down: handing leadership over');
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, this.config.replication.electionTimeoutMs);
+      const poll = setInterval(() => {
+        if (!this.raft.isLeader) done();
+      }, 2);
+      function done() {
+        clearTimeout(timer);
+        clearInterval(poll);
+        resolve();
+      }
+    });
+  }
+
   async close(): Promise<void> {
+    if (!this.closed) await this.handOver().catch(() => {});
     this.closed = true;
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.transport.close();

@@ -6,6 +6,8 @@
 //   4 VOTE_REPLY   {pre, granted}
 //   5 APPEND       {prevSeq, prevEpoch, entries, commit}            AppendEntries (no entries: heartbeat)
 //   6 APPEND_REPLY {ok, match, hint, lastSeq}                       ok: durable up to match; else retry from hint+1
+//   7 TIMEOUT_NOW  {}                                               leader → caught-up follower: campaign now (handoff)
+// VOTE may carry `transfer: true` (an election started by TIMEOUT_NOW): voters skip leader stickiness.
 // Invariants: decode() accepts only well-formed messages (anything else throws, and the link is
 // closed); entries in one APPEND are contiguous and follow prevSeq.
 import { z } from 'zod';
@@ -25,6 +27,7 @@ export const MSG_VOTE = 3;
 export const MSG_VOTE_REPLY = 4;
 export const MSG_APPEND = 5;
 export const MSG_APPEND_REPLY = 6;
+export const MSG_TIMEOUT_NOW = 7;
 
 interface Base {
   cluster: string | null;
@@ -35,10 +38,11 @@ interface Base {
 export type RaftMessage<E extends RaftEntry> =
   | (Base & { t: typeof MSG_HELLO; lastSeq: number; lastEpoch: number; learner: boolean })
   | (Base & { t: typeof MSG_HELLO_REPLY; lastSeq: number; lastEpoch: number; learner: boolean; genesis: boolean })
-  | (Base & { t: typeof MSG_VOTE; cluster: string; pre: boolean; lastSeq: number; lastEpoch: number })
+  | (Base & { t: typeof MSG_VOTE; cluster: string; pre: boolean; lastSeq: number; lastEpoch: number; transfer?: boolean })
   | (Base & { t: typeof MSG_VOTE_REPLY; cluster: string; pre: boolean; granted: boolean })
   | (Base & { t: typeof MSG_APPEND; cluster: string; prevSeq: number; prevEpoch: number; entries: E[]; commit: number })
-  | (Base & { t: typeof MSG_APPEND_REPLY; cluster: string; ok: boolean; match: number; hint: number; lastSeq: number });
+  | (Base & { t: typeof MSG_APPEND_REPLY; cluster: string; ok: boolean; match: number; hint: number; lastSeq: number })
+  | (Base & { t: typeof MSG_TIMEOUT_NOW; cluster: string });
 
 const n = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const node = z.string().min(1).max(128);
@@ -58,10 +62,11 @@ const entry = z.strictObject({
 const MessageSchema = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal(MSG_HELLO), cluster: cluster.nullable(), ...base, lastSeq: n, lastEpoch: n, learner: z.boolean() }),
   z.strictObject({ t: z.literal(MSG_HELLO_REPLY), cluster: cluster.nullable(), ...base, lastSeq: n, lastEpoch: n, learner: z.boolean(), genesis: z.boolean() }),
-  z.strictObject({ t: z.literal(MSG_VOTE), cluster, ...base, pre: z.boolean(), lastSeq: n, lastEpoch: n }),
+  z.strictObject({ t: z.literal(MSG_VOTE), cluster, ...base, pre: z.boolean(), lastSeq: n, lastEpoch: n, transfer: z.boolean().optional() }),
   z.strictObject({ t: z.literal(MSG_VOTE_REPLY), cluster, ...base, pre: z.boolean(), granted: z.boolean() }),
   z.strictObject({ t: z.literal(MSG_APPEND), cluster, ...base, prevSeq: n, prevEpoch: n, entries: z.array(entry).max(100_000), commit: n }),
   z.strictObject({ t: z.literal(MSG_APPEND_REPLY), cluster, ...base, ok: z.boolean(), match: n, hint: n, lastSeq: n }),
+  z.strictObject({ t: z.literal(MSG_TIMEOUT_NOW), cluster, ...base }),
 ]);
 
 export type ClusterMessage = RaftMessage<LogEntry>;

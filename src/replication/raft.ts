@@ -8,7 +8,7 @@
 // never passes an entry that a majority does not hold; learners never vote or campaign.
 import { assert } from '../domain/assert.js';
 import {
-  MSG_APPEND, MSG_APPEND_REPLY, MSG_HELLO, MSG_HELLO_REPLY, MSG_VOTE, MSG_VOTE_REPLY,
+  MSG_APPEND, MSG_APPEND_REPLY, MSG_HELLO, MSG_HELLO_REPLY, MSG_TIMEOUT_NOW, MSG_VOTE, MSG_VOTE_REPLY,
   type NodeId, type RaftEntry, type RaftMessage,
 } from './messages.js';
 import { StorageError, type HardState, type RaftStorage } from './storage.js';
@@ -66,6 +66,8 @@ export class RaftNode<E extends RaftEntry> {
   private leaderId: NodeId | null = null;
   private commitIndex = 0;
   private readonly peers: NodeId[];
+  /** A handoff in progress: TIMEOUT_NOW goes to this follower once it holds the whole log. */
+  private transferTarget: NodeId | null = null;
   private readonly majority: number;
   private progress = new Map<NodeId, Progress>();
   private votes = new Set<NodeId>();
@@ -249,6 +251,8 @@ export class RaftNode<E extends RaftEntry> {
         return this.onAppend(from, msg);
       case MSG_APPEND_REPLY:
         return this.onAppendReply(from, msg);
+      case MSG_TIMEOUT_NOW:
+        return this.onTimeoutNow(from, msg);
     }
   }
 
@@ -372,13 +376,53 @@ export class RaftNode<E extends RaftEntry> {
     this.becomeLeader();
   }
 
-  private broadcastVote(pre: boolean, epoch: number): void {
+  private broadcastVote(pre: boolean, epoch: number, transfer = false): void {
     for (const peer of this.peers) {
       this.o.send(peer, {
         t: MSG_VOTE, cluster: this.hard.clusterId!, from: this.o.id, epoch, pre,
-        lastSeq: this.o.storage.lastSeq(), lastEpoch: this.lastEpoch(),
+        lastSeq: this.o.storage.lastSeq(), lastEpoch: this.lastEpoch(), ...(transfer ? { transfer } : {}),
       });
     }
+  }
+
+  // ---- leadership handoff (thesis §3.10) ----
+
+  /**
+   * A leader about to stop (a graceful shutdown) hands over: it picks the follower that holds the
+   * most of its log, waits until that one holds all of it, and tells it to campaign at once
+   * (TIMEOUT_NOW); the election that follows is an ordinary one (votes, log rule), so the handoff
+   * needs no new safety argument, only skips the wait. The caller stops proposing first.
+   * Returns the target, or null if this node does not lead or has no peer.
+   */
+  transferLeadership(): NodeId | null {
+    if (this.roleNow !== 'leader' || this.progress.size === 0) return null;
+    let target: NodeId | null = null;
+    let best = -1;
+    for (const [peer, p] of this.progress) if (p.match > best) [target, best] = [peer, p.match];
+    this.transferTarget = target;
+    this.maybeSendTimeoutNow();
+    return target;
+  }
+
+  private maybeSendTimeoutNow(): void {
+    const target = this.transferTarget;
+    if (target === null || this.roleNow !== 'leader') return;
+    if (this.progress.get(target)!.match < this.o.storage.lastSeq()) return; // still catching up: on its next ack
+    this.transferTarget = null;
+    this.log('info', 'handing leadership over', { to: target });
+    this.o.send(target, { t: MSG_TIMEOUT_NOW, cluster: this.hard.clusterId!, from: this.o.id, epoch: this.hard.epoch });
+  }
+
+  private onTimeoutNow(from: NodeId, msg: Extract<RaftMessage<E>, { t: typeof MSG_TIMEOUT_NOW }>): void {
+    // Only from the leader we follow, in its epoch; a learner or a node with a disk error stays out.
+    if (msg.epoch !== this.hard.epoch || from !== this.leaderId || this.roleNow !== 'follower' || this.storageError !== null) return;
+    const epoch = this.hard.epoch + 1;
+    if (!this.persist({ ...this.hard, epoch, votedFor: this.o.id })) return;
+    this.votes = new Set([this.o.id]);
+    this.setRole('candidate', null);
+    this.resetElectionTimer();
+    this.broadcastVote(false, epoch, true);
+    this.maybeWinElection();
   }
 
   /** Raft's up-to-date rule (§5.4.1): last epoch first, then length. */
@@ -421,7 +465,8 @@ export class RaftNode<E extends RaftEntry> {
       return;
     }
     if (msg.epoch > this.hard.epoch) {
-      if (this.leaderRecentlyHeard()) return; // stickiness: don't even adopt the epoch
+      // Stickiness: don't even adopt the epoch — unless the leader itself handed over (TIMEOUT_NOW).
+      if (!msg.transfer && this.leaderRecentlyHeard()) return;
       if (!this.becomeFollower(msg.epoch, null)) return;
     }
     if (msg.epoch < this.hard.epoch || this.hard.learner) return reply(false);
@@ -435,10 +480,13 @@ export class RaftNode<E extends RaftEntry> {
   private onVoteReply(from: NodeId, msg: Extract<RaftMessage<E>, { t: typeof MSG_VOTE_REPLY }>): void {
     if (msg.pre) {
       if (!msg.granted && msg.epoch > this.hard.epoch) {
-        // We were behind in epochs: catch up, and (already past our timeout, with no leader
-        // known) ask again at once for the next epoch rather than after another full timeout.
+        // We were behind in epochs: catch up. Someone is campaigning at that epoch, so give its
+        // election a moment to finish (its leader's first APPEND makes us a follower), but not a
+        // whole timeout: we are already past ours. Asking at once would depose a fresh leader.
         const wasPre = this.roleNow === 'precandidate';
-        if (this.becomeFollower(msg.epoch, null) && wasPre) this.startPreVote();
+        if (this.becomeFollower(msg.epoch, null) && wasPre) {
+          this.electionDeadline = this.o.now() + this.o.electionTimeoutMs * (0.25 + 0.25 * this.o.random());
+        }
         return;
       }
       if (this.roleNow === 'precandidate' && msg.epoch === this.hard.epoch + 1 && msg.granted) {
@@ -634,6 +682,7 @@ export class RaftNode<E extends RaftEntry> {
       }
       p.next = Math.max(p.next, p.match + 1);
       this.maybeCommit();
+      if (from === this.transferTarget) this.maybeSendTimeoutNow();
     } else {
       if (msg.lastSeq < p.match) {
         // The follower lost entries it had acknowledged (a wiped disk): its old acks no longer count.
@@ -682,6 +731,7 @@ export class RaftNode<E extends RaftEntry> {
   }
 
   private setRole(role: RaftRole, leader: NodeId | null): void {
+    if (role !== 'leader') this.transferTarget = null;
     this.roleNow = role;
     this.leaderId = leader;
     this.o.onRole?.(role, this.hard.epoch, leader);

@@ -166,6 +166,27 @@ describe('raft core cluster', () => {
     expect(replay(c.cfg.domain, back.log).stateHash).toBe(hash);
   });
 
+  it('a leader that stops gracefully hands over (TIMEOUT_NOW) to its most up-to-date follower', async () => {
+    const c = await cluster();
+    const leader = await leaderOf(c);
+    const w = await post(`${leader.url}/v1/commands`, deposit('before-handoff', 'alice', 10));
+    expect(w.status).toBe(200);
+    const epoch = leader.raft.epoch;
+    const name = leader.name;
+    const handedTo = new Promise<string>((resolve) => {
+      for (const n of c.nodes.values()) if (n !== leader) n.on('role', (r) => r === 'primary' && resolve(n.name));
+    });
+    await leader.close();
+    c.nodes.delete(name);
+    // The handoff target campaigned at once, in the very next epoch (no election timeout, no split).
+    const next = c.nodes.get(await handedTo)!;
+    expect(leader.handedOverTo).toBe(next.name);
+    expect(next.raft.epoch).toBe(epoch + 1);
+    const again = await post(`${next.url}/v1/commands`, deposit('before-handoff', 'alice', 10));
+    expect(again.body).toMatchObject({ seq: w.body.seq, duplicate: true });
+    expect((await post(`${next.url}/v1/commands`, deposit('after-handoff', 'alice', 1))).status).toBe(200);
+  });
+
   it('a partitioned leader cannot acknowledge; the majority elects a new one; after healing the stranded tail is dropped', async () => {
     const c = await cluster();
     const old = await leaderOf(c);
