@@ -8,7 +8,6 @@
 // Reports per N: page lag p50/p99 against the floor (a direct ping of the read node in the same
 // run), frames and bytes per page per commit, and the read node's CPU µs per commit and RSS per
 // page (from its own /v1/status).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +21,7 @@ import { EMBEDDED_DEFAULTS, parseConfig } from '../src/config/schema.js';
 import { signToken } from '../src/auth/tokens.js';
 import { freePort } from '../sim/process-cluster.js';
 import { histogram, recordMs } from './lib/stats.js';
+import { BenchProcs } from './lib/procs.js';
 
 const { values } = parseArgs({
   options: {
@@ -35,8 +35,8 @@ const PAGES = values.pages.split(',').map(Number);
 const RATE = Number(values.rate);
 const SECONDS = Number(values.seconds);
 const dir = mkdtempSync(join(tmpdir(), 'sm-fanout-'));
-const children: ChildProcess[] = [];
-process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+const procs = new BenchProcs();
+
 
 const raw = structuredClone(EMBEDDED_DEFAULTS) as any;
 raw.core.nodes = [{ name: 'core-a', port: await freePort(), dataDir: join(dir, 'core-a') }];
@@ -47,31 +47,16 @@ const config = parseConfig(raw);
 const coreUrl = `http://127.0.0.1:${raw.core.nodes[0].port}`;
 const operator = `Bearer ${await signToken(config.auth.jwtSecret, { sub: 'bench', role: 'operator' })}`;
 
-function start(args: string[], ready: RegExp): Promise<string> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const on = (d: Buffer) => {
-      out += d;
-      const m = ready.exec(out);
-      if (m) resolve(m[1] ?? m[0]);
-    };
-    child.stdout!.on('data', on);
-    child.stderr!.on('data', on);
-    child.once('exit', (code) => reject(new Error(`exited ${code}:\n${out.slice(-2000)}`)));
-  });
-}
 const post = (body: unknown) =>
   fetch(`${coreUrl}/v1/commands`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: operator }, body: JSON.stringify(body) }).then((r) => r.arrayBuffer());
 const statusOf = async (url: string) => (await (await fetch(`${url}/v1/status`)).json()) as any;
 
-await start(['--import', 'tsx', 'bin/statemirror.js', 'core', '--node', 'core-a', '--config', configPath], /(core node listening)/);
+await procs.start(['--import', 'tsx', 'bin/statemirror.js', 'core', '--node', 'core-a', '--config', configPath], /(core node listening)/);
 const ACCOUNTS = Math.max(...PAGES);
 for (let i = 0; i < ACCOUNTS; i += 200) {
   await post({ commands: Array.from({ length: Math.min(200, ACCOUNTS - i) }, (_, k) => ({ clientId: `d${i + k}`, type: 'deposit', account: `p${i + k}`, amount: 1_000_000_000 })) });
 }
-const readUrl = await start([...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', 'bench/results'] : []), '--import', 'tsx', 'bench/proc/read-node.ts', configPath, coreUrl, '-'], /READY (\S+)/);
+const readUrl = await procs.start([...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', 'bench/results'] : []), '--import', 'tsx', 'bench/proc/read-node.ts', configPath, coreUrl, '-'], /READY (\S+)/);
 const generation = (await statusOf(readUrl)).generation as string;
 const wsBase = readUrl.replace('http', 'ws');
 
@@ -189,7 +174,6 @@ process.stdout.write(
     '',
   ].join('\n'),
 );
-// Let the children exit (a --cpu-prof profile is written on exit).
-await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : (c.once('exit', r), c.kill('SIGTERM'))))));
+await procs.stopAll();
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);

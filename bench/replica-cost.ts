@@ -4,7 +4,6 @@
 // process.cpuUsage() (reported in /v1/status) before and after N commands, once the read node has
 // caught up. Reports µs of CPU per command on the read node and on the core, and their ratio (the
 // core's cost is the baseline measured in the same run). --cpu-prof writes the read node's profile.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../src/config/schema.js';
 import { signToken } from '../src/auth/tokens.js';
 import { freePort } from '../sim/process-cluster.js';
+import { BenchProcs } from './lib/procs.js';
 
 const { values } = parseArgs({
   options: {
@@ -26,11 +26,7 @@ const N = Number(values.commands);
 const ACCOUNTS = Number(values.accounts);
 const BATCH = Number(values.batch);
 const dir = mkdtempSync(join(tmpdir(), 'sm-replica-cost-'));
-const children: ChildProcess[] = [];
-const cleanup = () => {
-  for (const c of children) c.kill('SIGTERM');
-};
-process.once('exit', cleanup);
+const procs = new BenchProcs();
 
 const raw = structuredClone(EMBEDDED_DEFAULTS) as any;
 raw.core.nodes = [{ name: 'core-a', port: await freePort(), dataDir: join(dir, 'core-a') }];
@@ -40,33 +36,16 @@ const config = parseConfig(raw);
 const coreUrl = `http://127.0.0.1:${raw.core.nodes[0].port}`;
 const auth = `Bearer ${await signToken(config.auth.jwtSecret, { sub: 'bench', role: 'operator' })}`;
 
-function start(args: string[], ready: RegExp): Promise<{ child: ChildProcess; line: string }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const on = (d: Buffer) => {
-      out += d;
-      const m = ready.exec(out);
-      if (m) resolve({ child, line: m[0] });
-    };
-    child.stdout!.on('data', on);
-    child.stderr!.on('data', on);
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}:\n${out.slice(-2000)}`)));
-  });
-}
-
 const status = async (url: string) => (await (await fetch(`${url}/v1/status`, { headers: { authorization: auth } })).json()) as any;
 const cpuUs = (s: any) => s.process.cpuUserUs + s.process.cpuSystemUs;
 
-await start(['--import', 'tsx', 'bin/statemirror.js', 'core', '--node', 'core-a', '--config', configPath, '--log-level', 'info'], /core node listening/);
+await procs.start(['--import', 'tsx', 'bin/statemirror.js', 'core', '--node', 'core-a', '--config', configPath, '--log-level', 'info'], /core node listening/);
 const deposits = Array.from({ length: ACCOUNTS }, (_, i) => ({ clientId: `d${i}`, type: 'deposit', account: `a${i}`, amount: 1_000_000_000 }));
 for (let i = 0; i < deposits.length; i += BATCH) {
   await fetch(`${coreUrl}/v1/commands`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ commands: deposits.slice(i, i + BATCH) }) });
 }
 const replicaArgs = [...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', 'bench/results'] : []), '--import', 'tsx', 'bench/proc/read-node.ts', configPath, coreUrl, values.persist ? join(dir, 'replica') : '-'];
-const replica = await start(replicaArgs, /READY (\S+)/);
-const replicaUrl = replica.line.split(' ')[1]!;
+const replicaUrl = await procs.start(replicaArgs, /READY (\S+)/);
 const wait = async (seq: number) => {
   for (let i = 0; i < 6000; i++) {
     const s = await status(replicaUrl);
@@ -120,7 +99,6 @@ const report = [
   '',
 ].join('\n');
 process.stdout.write(report);
-// Let the children exit (a --cpu-prof profile is written on exit).
-await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : (c.once('exit', r), c.kill('SIGTERM'))))));
+await procs.stopAll();
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);
