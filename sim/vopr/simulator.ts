@@ -271,7 +271,6 @@ export class Simulator {
   // ---- network ----
 
   private send(from: SimNode, to: NodeId, msg: RaftMessage<LogEntry>): void {
-    const inc = from.incarnation;
     if (!from.up) return;
     if (this.cut.has(`${from.id}>${to}`)) return;
     if (!this.healed && this.chance(this.dropP)) return;
@@ -279,16 +278,16 @@ export class Simulator {
     for (let i = 0; i < copies; i++) {
       // Mostly short delays, sometimes a long one: reordering comes from the spread.
       const delay = 1 + this.rng() * 4 + (!this.healed && this.chance(0.05) ? this.rng() * 60 : 0);
-      this.at(delay, () => this.deliver(to, from.id, msg, inc));
+      this.at(delay, () => this.deliver(to, from.id, msg));
     }
   }
 
-  private deliver(toId: NodeId, from: NodeId, msg: RaftMessage<LogEntry>, _inc: number): void {
+  private deliver(toId: NodeId, from: NodeId, msg: RaftMessage<LogEntry>): void {
     const to = this.nodes.find((n) => n.id === toId)!;
     if (!to.up || !to.raft) return;
     if (this.now < to.pausedUntil) {
       // A paused process reads its socket later; the bytes wait in the kernel.
-      this.at(Math.min(to.pausedUntil - this.now, this.tickMs) + this.rng(), () => this.deliver(toId, from, msg, _inc));
+      this.at(Math.min(to.pausedUntil - this.now, this.tickMs) + this.rng(), () => this.deliver(toId, from, msg));
       return;
     }
     if (this.cut.has(`${from}>${toId}`)) return;

@@ -286,16 +286,16 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     if (target === null) return;
     this.handedOverTo = target;
     this.opts.logger?.info({ node: this.name, to: target }, 'shutting down: handing leadership over');
+    // The node's role stays 'primary' until Raft steps down (the target's vote of a newer epoch).
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, this.config.replication.electionTimeoutMs);
-      const poll = setInterval(() => {
-        if (!this.raft.isLeader) done();
-      }, 2);
-      function done() {
+      const done = () => {
         clearTimeout(timer);
-        clearInterval(poll);
+        this.off('role', on);
         resolve();
-      }
+      };
+      const on = (role: CoreRole) => role !== 'primary' && done();
+      const timer = setTimeout(done, this.config.replication.electionTimeoutMs);
+      this.on('role', on);
     });
   }
 

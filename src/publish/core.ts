@@ -75,7 +75,7 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     this.replayedEntries = opts.replicated ? 0 : this.replicated.applied;
     if (!opts.replicated) opts.logger?.info({ seq: this.replicated.applied, ms: Math.round(performance.now() - t0) }, 'log replayed');
     assert(this.replicated.ready, 'Core built on a node that is not a ready leader');
-    this.epoch = this.replicated.raftNodeOrNull!.epoch;
+    this.epoch = this.replicated.epoch;
     this.hashed.drainEffects();
     this.hash = this.hashed.stateHash;
     this.committedSeq = this.hashed.lastSeq;

@@ -230,7 +230,7 @@ export class RaftNode<E extends RaftEntry> {
 
   receive(from: NodeId, msg: RaftMessage<E>): void {
     if (this.roleNow === 'halted' || from === this.o.id || !this.peers.includes(from) || msg.from !== from) return;
-    if (msg.t === MSG_HELLO) return this.onHello(from, msg);
+    if (msg.t === MSG_HELLO) return this.onHello(from);
     if (msg.t === MSG_HELLO_REPLY) return this.onHelloReply(from, msg);
     if (this.hard.clusterId === null || msg.cluster !== this.hard.clusterId) {
       if (this.hard.clusterId !== null) {
@@ -276,14 +276,13 @@ export class RaftNode<E extends RaftEntry> {
     }
   }
 
-  private onHello(from: NodeId, msg: Extract<RaftMessage<E>, { t: typeof MSG_HELLO }>): void {
+  /** Anyone may ask who we are (a joining or recovering peer decides from the reply). */
+  private onHello(from: NodeId): void {
     this.o.send(from, {
       t: MSG_HELLO_REPLY, cluster: this.hard.clusterId, from: this.o.id, epoch: this.hard.epoch,
       lastSeq: this.o.storage.lastSeq(), lastEpoch: this.lastEpoch(), learner: this.hard.learner,
       genesis: this.hard.clusterId !== null && !this.hasHistory(),
     });
-    // A peer without a cluster id is joining: nothing else to do (it decides from our reply).
-    void msg;
   }
 
   private onHelloReply(from: NodeId, msg: Extract<RaftMessage<E>, { t: typeof MSG_HELLO_REPLY }>): void {

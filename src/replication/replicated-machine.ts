@@ -33,8 +33,6 @@ export interface ReplicatedMachineOptions {
   onReady?: (epoch: number) => void;
   /** Committed through `commit`; the machine holds exactly that (on followers, and on a leader with nothing in flight). */
   onApplied?: (commit: number) => void;
-  /** The machine was rebuilt (a leader stepped down with uncommitted entries applied). */
-  onRebuilt?: (seq: number) => void;
 }
 
 export class ReplicatedMachine implements SequencerTarget {
@@ -57,8 +55,9 @@ export class ReplicatedMachine implements SequencerTarget {
     this.raftNode = raft;
   }
 
-  get raftNodeOrNull(): RaftNode<LogEntry> | null {
-    return this.raftNode;
+  /** The attached Raft node's current epoch. */
+  get epoch(): number {
+    return this.raft.epoch;
   }
 
   private get raft(): RaftNode<LogEntry> {
@@ -184,9 +183,6 @@ export class ReplicatedMachine implements SequencerTarget {
   /** Throws away applied state past `seq` by replaying the log from the start up to it. */
   private rebuild(seq: number): void {
     this.machine = new HashedMachine(this.o.domain);
-    if (this.applyThrough(seq)) {
-      this.machine.drainEffects();
-      this.o.onRebuilt?.(seq);
-    }
+    if (this.applyThrough(seq)) this.machine.drainEffects();
   }
 }
