@@ -8,7 +8,7 @@
 // stream depends only on the seed (mulberry32), so two runs publish the same docs; sizes are
 // measured between batches, never while a batch is in flight.
 import * as Y from 'yjs';
-import { Core } from '../../src/publish/core.js';
+import { Core, type CoreOptions } from '../../src/publish/core.js';
 import type { Submission } from '../../src/engine/sequencer.js';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../../src/config/schema.js';
 import { assert } from '../../src/domain/assert.js';
@@ -25,6 +25,8 @@ export interface GrowthRow {
   rebuiltV1Bytes: number;
   rebuiltV2Bytes: number;
   docs: number;
+  /** Compactions into a new generation so far (the sizes are the generation served now). */
+  generations?: number;
 }
 
 export interface GrowthOptions {
@@ -36,6 +38,8 @@ export interface GrowthOptions {
   seed?: number;
   /** Commands per sequencer.submit call (default 500). */
   batch?: number;
+  /** The Core's compaction policy (default: the node's, COMPACTION_DEFAULT). */
+  compaction?: CoreOptions['compaction'];
 }
 
 const DEFAULT_SEED = 0x6e0717;
@@ -212,7 +216,15 @@ export async function measureYjsGrowth(opts: GrowthOptions): Promise<GrowthRow[]
     maxBatch: batch,
     maxQueue: batch * 2,
     log: new CountingCommandLog(),
+    ...(opts.compaction ? { compaction: opts.compaction } : {}),
   });
+  // What a node does after its handover grace: the replaced generation stops being published.
+  let generations = 0;
+  core.on('generation', (_fresh, old) => {
+    generations++;
+    core.retire(old);
+  });
+  const measure = (done: number): GrowthRow => ({ ...measureDocs(core.publisher.docs.values(), done), generations });
   try {
     let clientSeq = 0;
     const submit = async (commands: Command[]) => {
@@ -224,7 +236,7 @@ export async function measureYjsGrowth(opts: GrowthOptions): Promise<GrowthRow[]
     for (let i = 0; i < accounts.length; i += batch) {
       await submit(accounts.slice(i, i + batch).map((account) => ({ type: 'deposit', account, amount: INITIAL_DEPOSIT as Amount })));
     }
-    const rows: GrowthRow[] = [measureDocs(core.publisher.docs.values(), 0)];
+    const rows: GrowthRow[] = [measure(0)];
     const marks = Array.from({ length: opts.checkpoints }, (_, i) => Math.round(((i + 1) * opts.updates) / opts.checkpoints));
     let done = 0;
     let pending: Command[] = [];
@@ -235,7 +247,7 @@ export async function measureYjsGrowth(opts: GrowthOptions): Promise<GrowthRow[]
       opts.onProgress?.(done);
       while (marks.length > 0 && marks[0]! <= done) {
         marks.shift();
-        rows.push(measureDocs(core.publisher.docs.values(), done));
+        rows.push(measure(done));
       }
     };
     for (const command of commandStream(opts.seed ?? DEFAULT_SEED, accounts, markets, opts.updates)) {

@@ -14,6 +14,8 @@ const node = new ReadNode({
   ...(dataDir && dataDir !== '-' ? { dataDir } : {}),
   readLimits: config.readNode,
   maxConnections: config.readNode.maxConnections,
+  maxPages: config.readNode.maxPages,
+  maxSocketsPerPage: config.readNode.maxSocketsPerPage,
   secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
   discoveryIntervalMs: 200,
 });

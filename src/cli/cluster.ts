@@ -63,6 +63,8 @@ export async function startRegion(config: Config, region: RegionConfig, opts: Re
     ...(dataDir !== null ? { dataDir } : {}),
     readLimits: config.readNode,
     maxConnections: config.readNode.maxConnections,
+    maxPages: config.readNode.maxPages,
+    maxSocketsPerPage: config.readNode.maxSocketsPerPage,
     secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
     retireGraceMs: config.publish.compactGraceMs,
     ...(opts.logger ? { logger: opts.logger } : {}),

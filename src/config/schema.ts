@@ -97,11 +97,13 @@ export const ConfigSchema = z.strictObject({
     bookDepth: int(1, 10_000).default(50),
     tradesKept: int(0, 100_000).default(200),
     /**
-     * Compact into a new Yjs generation once overwritten values exceed
-     * max(perAccount × accounts, min): each overwrite leaves a ~11-byte tombstone item in Yjs.
+     * Compact into a new Yjs generation once overwritten values exceed min and either
+     * perAccount × accounts or maxOverhead × the live bytes: each overwrite leaves a ~11-byte
+     * tombstone item in Yjs, so this bounds the state readers sync and store (~1.3× plain JSON).
      */
     compactTombstonesPerAccount: int(1, 1_000_000).default(8),
-    compactTombstonesMin: int(0, 1_000_000_000).default(250_000),
+    compactTombstonesMin: int(0, 1_000_000_000).default(4096),
+    compactMaxOverhead: z.number().min(0.01).max(100).default(0.5),
     /** How long a compacted-away generation is still served and published (reader handover). */
     compactGraceMs: int(0, 600_000).default(15_000),
   }),
@@ -109,9 +111,17 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       minSeqWaitMsMax: int(0, 60_000).default(5000),
       minSeqWaitMsDefault: int(0, 60_000).default(1000),
-      maxConnections: int(1, 1_000_000).default(2048),
+      /** TCP connections and WebSocket sockets in all (each page's rooms are sockets). */
+      maxConnections: int(1, 1_000_000).default(16_384),
+      /**
+       * Live pages: the sockets one browser page opens share its `page` query parameter and count
+       * once (a socket without one is a page of its own). The dashboard opens 3 per page.
+       */
+      maxPages: int(1, 1_000_000).default(4096),
+      /** Sockets one page may hold (a downstream read node is one page of ~20 docs). */
+      maxSocketsPerPage: int(1, 10_000).default(64),
     })
-    .default({ minSeqWaitMsMax: 5000, minSeqWaitMsDefault: 1000, maxConnections: 2048 }),
+    .default({ minSeqWaitMsMax: 5000, minSeqWaitMsDefault: 1000, maxConnections: 16_384, maxPages: 4096, maxSocketsPerPage: 64 }),
   regions: z
     .array(
       z.strictObject({

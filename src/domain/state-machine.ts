@@ -393,6 +393,7 @@ export class StateMachine {
     if (refusal !== null) return refusal;
 
     // ---- admitted: from here on nothing returns a rejection.
+    const markBefore = this.marks.get(c.market);
     for (const o of stp) this.removeOrder(o);
     for (const o of outOfBand) this.removeOrder(o);
     const fills: Fill[] = [];
@@ -437,7 +438,7 @@ export class StateMachine {
       a.orders.set(o.orderId, o);
       assert(a.orders.size <= lim.maxOpenOrdersPerAccount, 'open order limit exceeded');
     }
-    const liquidated = plan.length > 0 ? this.liquidateUnderwater(c.market, env.seq) : [];
+    const liquidated = plan.length > 0 ? this.liquidateUnderwater(c.market, env.seq, markBefore, a.id, fills) : [];
 
     this.pending.accounts.add(a.id);
     if (plan.length > 0 || stp.length > 0 || outOfBand.length > 0 || restingQty > 0) this.pending.markets.add(c.market);
@@ -516,14 +517,37 @@ export class StateMachine {
   }
 
   /** After a trade in `market`: every holder under maintenance margin is liquidated (id order). */
-  private liquidateUnderwater(market: string, seq: Seq): LiquidationView[] {
-    const ids = [...this.holders.get(market)!].filter((id) => id !== INSURANCE_ACCOUNT).sort(compareStr);
-    const out: LiquidationView[] = [];
-    for (const id of ids) {
-      const a = this.accounts.get(id)!;
-      if (equity(a, this.marks) >= maintenanceMargin(a, this.marks, this.risk.maintenanceMarginBps)) continue;
-      out.push(...this.liquidate(a, seq));
+  /**
+   * After an order's fills: every holder of `market` under maintenance margin is liquidated, in
+   * account-id order. Only accounts whose equity − MM can have fallen are examined: the trade's
+   * parties (their positions and collateral changed), and, when the mark moved, the holders on the
+   * losing side (a mark rise of Δ costs a short |q|·Δ; a long gains q·Δ while its MM grows by at
+   * most ⌈q·Δ·bps/10⁴⌉ ≤ q·Δ, so a long is never pushed under by a rise, and symmetrically).
+   * Liquidating one account (positions to the fund at the mark) moves no mark and no other
+   * account's equity, so collecting first and liquidating after gives the same result as checking
+   * each account in turn — and the per-trade cost is a sign test per holder, not a margin sum.
+   */
+  private liquidateUnderwater(market: string, seq: Seq, markBefore: number | undefined, taker: AccountId, fills: readonly Fill[]): LiquidationView[] {
+    const mark = this.marks.get(market);
+    const mmBps = this.risk.maintenanceMarginBps;
+    const under = (id: AccountId) => {
+      const a = this.accounts.get(id);
+      return a !== undefined && equity(a, this.marks) < maintenanceMargin(a, this.marks, mmBps);
+    };
+    const found = new Set<AccountId>();
+    for (const id of [taker, ...fills.map((f) => f.makerAccount)]) if (id !== INSURANCE_ACCOUNT && under(id)) found.add(id);
+    if (mark !== markBefore) {
+      // Which side can lose: shorts on a rise, longs on a fall (both if the filter can't be proven).
+      const sign = mmBps > 10_000 ? 0 : markBefore === undefined || mark! > markBefore ? -1 : 1;
+      for (const id of this.holders.get(market)!) {
+        if (id === INSURANCE_ACCOUNT || found.has(id)) continue;
+        const qty = this.accounts.get(id)!.positions.get(market)?.qty ?? 0;
+        if (sign !== 0 && Math.sign(qty) !== sign) continue;
+        if (under(id)) found.add(id);
+      }
     }
+    const out: LiquidationView[] = [];
+    for (const id of [...found].sort(compareStr)) out.push(...this.liquidate(this.accounts.get(id)!, seq));
     this.pending.liquidations.push(...out);
     return out;
   }

@@ -70,6 +70,8 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     this.layout = { accountShards: config.publish.accountShards, markets: config.domain.markets.map((m) => m.symbol) };
     this.sync = new SyncServer({
       maxConnections: config.readNode.maxConnections,
+      maxPages: config.readNode.maxPages,
+      maxSocketsPerPage: config.readNode.maxSocketsPerPage,
       authorize: clusterGate({ jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret }),
       onRefused: (info) => opts.logger?.warn(info, 'sync room refused'),
     });

@@ -42,7 +42,7 @@ export class LeaderRole {
       log: opts.log,
       nodeName: opts.nodeName,
       replicated: opts.replicated,
-      compaction: { tombstonesPerAccount: config.publish.compactTombstonesPerAccount, tombstonesMin: config.publish.compactTombstonesMin },
+      compaction: { tombstonesPerAccount: config.publish.compactTombstonesPerAccount, tombstonesMin: config.publish.compactTombstonesMin, maxOverhead: config.publish.compactMaxOverhead },
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.logger ? { logger: opts.logger } : {}),
     });

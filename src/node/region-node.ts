@@ -30,6 +30,8 @@ export interface ReadNodeOptions {
   dataDir?: string;
   readLimits: ReadLimits;
   maxConnections: number;
+  maxPages?: number;
+  maxSocketsPerPage?: number;
   /** User JWT secret (reads, browser rooms) and cluster secret (this node's upstream links). */
   secrets: { jwtSecret: string; clusterSecret: string };
   /** How long a replaced generation is still served to downstream readers (handover). */
@@ -49,6 +51,8 @@ export class ReadNode extends Replica {
       layout: nodeOpts.layout,
       ...(nodeOpts.dataDir !== undefined ? { dataDir: nodeOpts.dataDir } : {}),
       maxConnections: nodeOpts.maxConnections,
+      ...(nodeOpts.maxPages !== undefined ? { maxPages: nodeOpts.maxPages } : {}),
+      ...(nodeOpts.maxSocketsPerPage !== undefined ? { maxSocketsPerPage: nodeOpts.maxSocketsPerPage } : {}),
       authorize: tokenGate(nodeOpts.secrets),
       ...(nodeOpts.retireGraceMs !== undefined ? { retireGraceMs: nodeOpts.retireGraceMs } : {}),
       ...(nodeOpts.discoveryIntervalMs !== undefined ? { discoveryIntervalMs: nodeOpts.discoveryIntervalMs } : {}),

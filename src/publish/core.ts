@@ -36,17 +36,20 @@ export interface CoreOptions {
   /** A ready leader's replicated machine (cluster nodes); absent: a single-node cluster over `log`. */
   replicated?: ReplicatedMachine;
   /**
-   * Compact into a new Yjs generation once the publisher's tombstones exceed
-   * max(tombstonesPerAccount × accounts, tombstonesMin) (defaults 8 and 250 000): v1 state then
-   * stays within ~1.8× live data (tombstone ~11 B vs account view ~110 B), at the price of one full
-   * resync per read node per rotation.
+   * Compact into a new Yjs generation once the publisher's tombstones exceed tombstonesMin and
+   * either tombstonesPerAccount × accounts or maxOverhead × its live bytes / TOMBSTONE_BYTES
+   * (defaults 8, 4096, 0.5): each overwrite leaves a ~11-byte item for good, so this keeps the v1
+   * state (on the wire and at a read node's rest) within ~1.5× the plain JSON, at the price of one
+   * full resync per reader per rotation.
    */
-  compaction?: { tombstonesPerAccount: number; tombstonesMin: number };
+  compaction?: { tombstonesPerAccount: number; tombstonesMin: number; maxOverhead?: number };
   clock?: Clock;
   logger?: Logger;
 }
 
-export const COMPACTION_DEFAULT = { tombstonesPerAccount: 8, tombstonesMin: 250_000 };
+export const COMPACTION_DEFAULT = { tombstonesPerAccount: 8, tombstonesMin: 4096, maxOverhead: 0.5 };
+/** V1 bytes one overwritten map value leaves behind (measured 11.5; test/publish/growth.test.ts). */
+const TOMBSTONE_BYTES = 11.5;
 
 export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation: [Publisher, Publisher] }> {
   readonly log: CommandLog;
@@ -121,8 +124,11 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     // Retiring generations keep receiving every batch until retired, so readers still on them
     // keep advancing while they sync the new one (no stall at a compaction).
     for (const old of this.retiring) old.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch);
-    const { tombstonesPerAccount, tombstonesMin } = this.opts.compaction ?? COMPACTION_DEFAULT;
-    if (this.pub.tombstones > Math.max(tombstonesMin, tombstonesPerAccount * this.machine.accountCount())) {
+    const { tombstonesPerAccount, tombstonesMin, maxOverhead = COMPACTION_DEFAULT.maxOverhead } = this.opts.compaction ?? COMPACTION_DEFAULT;
+    const t = this.pub.tombstones;
+    // At most one replaced generation in its handover grace: each is still published every batch,
+    // so back-to-back compactions (a small state under a high rate) would multiply that cost.
+    if (this.retiring.length === 0 && t > tombstonesMin && (t > tombstonesPerAccount * this.machine.accountCount() || t * TOMBSTONE_BYTES > maxOverhead * this.pub.liveBytes)) {
       // Called synchronously after the batch: the machine holds exactly the committed state.
       const old = this.pub;
       this.pub = new Publisher({ machine: this.machine, layout: this.opts.layout, bookDepth: this.opts.bookDepth, tradesKept: this.opts.tradesKept });

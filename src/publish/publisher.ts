@@ -23,6 +23,9 @@ export interface PublisherOptions {
   origin?: unknown;
 }
 
+/** A book of 50 levels a side and a few hundred kept trades encode to roughly this many bytes. */
+const LIVE_BYTES_PER_DOC = 4096;
+
 export const PUBLISHER_ORIGIN = Symbol('publisher');
 
 export class Publisher {
@@ -35,6 +38,8 @@ export class Publisher {
    * generation when this outgrows the live data.
    */
   tombstones = 0;
+  /** UTF-16 length of every published account view: the bulk of the live data (see liveBytes). */
+  private accountBytes = 0;
   private readonly origin: unknown;
 
   constructor(private readonly opts: PublisherOptions) {
@@ -47,6 +52,14 @@ export class Publisher {
 
   get seq(): number {
     return this.publishedSeq;
+  }
+
+  /**
+   * An estimate of the live (rebuilt) state's size: the account views, plus a fixed allowance per
+   * doc for books, stamps and kept trades. Only compared against tombstone bytes (Core compaction).
+   */
+  get liveBytes(): number {
+    return this.accountBytes + LIVE_BYTES_PER_DOC * this.docs.size;
   }
 
   doc(name: string): Y.Doc {
@@ -91,9 +104,12 @@ export class Publisher {
       assert(view !== undefined, `touched account ${id} does not exist`);
       const name = accountShardDoc(shardOf(id, layout.accountShards));
       at(name, () => {
-        const map = this.doc(name).getMap(ACCOUNTS);
-        if (map.has(id)) this.tombstones++;
-        map.set(id, encodeValue(view));
+        const map = this.doc(name).getMap<string>(ACCOUNTS);
+        const old = map.get(id);
+        if (old !== undefined) this.tombstones++;
+        const json = encodeValue(view);
+        this.accountBytes += json.length - (old?.length ?? 0);
+        map.set(id, json);
       });
     }
     const tradesBy = groupBy(effects.trades);

@@ -46,11 +46,36 @@ export class Generation implements DocSource {
     return this.providers.size > 0;
   }
 
+  /**
+   * Providers a terminal close (4410 while the upstream restarts and has not served this
+   * generation yet, a 44xx refusal) stopped for good. They are resumed when discovery finds the
+   * generation again; left alone, that doc would never advance again.
+   */
+  get stopped(): number {
+    let n = 0;
+    for (const p of this.providers.values()) if (!p.shouldConnect) n++;
+    return n;
+  }
+
+  /** Resumes every stopped provider (see `stopped`), at the same upstream. */
+  resume(): void {
+    if (this.destroyed) return;
+    for (const p of this.providers.values()) if (!p.shouldConnect) p.connect();
+  }
+
+  /** Closes every provider (to connect again elsewhere); the docs keep what they hold. */
+  disconnect(): void {
+    if (this.providers.size > 0) process.setMaxListeners(Math.max(10, process.getMaxListeners() - this.providers.size));
+    for (const p of this.providers.values()) p.destroy();
+    this.providers.clear();
+  }
+
   get allSynced(): boolean {
     return this.synced.size === this.docs.size;
   }
 
-  connect(upstreamUrl: string, token: string, onSynced: () => void, onGone: () => void): void {
+  /** `page`: this node's page id upstream, so its sockets (one per doc) count once there. */
+  connect(upstreamUrl: string, token: string, page: string, onSynced: () => void, onGone: () => void): void {
     if (this.destroyed || this.connected) return;
     this.url = upstreamUrl;
     // y-websocket registers one process 'exit' listener per provider: that is expected, not a leak.
@@ -59,7 +84,7 @@ export class Generation implements DocSource {
     for (const [name, doc] of this.docs) {
       const provider = new WebsocketProvider(wsBase, name, doc, {
         // The cluster token: upstream rooms (account shards) are closed to anyone else.
-        params: { token },
+        params: { token, page },
         WebSocketPolyfill: WebSocket as unknown as typeof globalThis.WebSocket,
         disableBc: true,
         maxBackoffTime: 1000,
@@ -86,9 +111,7 @@ export class Generation implements DocSource {
 
   destroy(): void {
     this.destroyed = true;
-    if (this.providers.size > 0) process.setMaxListeners(Math.max(10, process.getMaxListeners() - this.providers.size));
-    for (const p of this.providers.values()) p.destroy();
-    this.providers.clear();
+    this.disconnect();
     for (const d of this.docs.values()) d.destroy();
   }
 }
@@ -126,6 +149,11 @@ export class GenerationSync {
   private readonly retiring = new Map<Generation, NodeJS.Timeout>();
 
   constructor(private readonly opts: GenerationSyncOptions) {}
+
+  /** The page id this node's sockets of `gen` present upstream (region + generation). */
+  private page(gen: Generation): string {
+    return `${this.opts.region}-${gen.id.slice(0, 8)}`.replace(/[^A-Za-z0-9_-]/g, '_');
+  }
 
   /**
    * Serves whatever this node persisted before it stopped, until upstream says otherwise;
@@ -202,14 +230,21 @@ export class GenerationSync {
   follow(generation: string, url: string): void {
     const cur = this.current;
     if (cur && cur.id === generation) {
-      if (!cur.connected) cur.connect(url, this.opts.token(), () => this.opts.onAdvanced(), () => this.opts.onGone());
+      // The same generation, now at another upstream: move every doc's connection there.
+      if (cur.connected && cur.url !== url) cur.disconnect();
+      if (cur.stopped > 0) cur.resume();
+      if (!cur.connected) cur.connect(url, this.opts.token(), this.page(cur), () => this.opts.onAdvanced(), () => this.opts.onGone());
       if (this.next) {
         this.next.destroy();
         this.next = null;
       }
       return;
     }
-    if (this.next?.id === generation) return;
+    if (this.next?.id === generation) {
+      // Syncing it already; a terminal close (the upstream restarting) stopped some docs: resume.
+      if (this.next.url === url && this.next.stopped > 0) this.next.resume();
+      if (this.next.url === url) return;
+    }
     if (this.next) {
       this.next.destroy();
       this.opts.store?.dropGeneration(this.next.id);
@@ -220,6 +255,7 @@ export class GenerationSync {
     gen.connect(
       url,
       this.opts.token(),
+      this.page(gen),
       () => {
         if (this.next === gen && gen.allSynced) {
           this.next = null;

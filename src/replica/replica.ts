@@ -28,6 +28,9 @@ export interface ReplicaOptions {
   /** Persist docs here; omit for an in-memory node. */
   dataDir?: string;
   maxConnections: number;
+  /** Live pages and sockets per page (rooms/room-server.ts); default: maxConnections pages. */
+  maxPages?: number;
+  maxSocketsPerPage?: number;
   /** Who may sync which room (passed in by node/: rooms and replica never import auth). */
   authorize?: SyncServerOptions['authorize'];
   /** How long a replaced generation is still served to downstream readers (handover). */
@@ -56,6 +59,8 @@ export class Replica extends EventEmitter<{ advanced: []; swapped: [string]; dro
     this.store = opts.dataDir ? new ReplicaStore(opts.dataDir) : null;
     this.sync = new SyncServer({
       maxConnections: opts.maxConnections,
+      ...(opts.maxPages !== undefined ? { maxPages: opts.maxPages } : {}),
+      ...(opts.maxSocketsPerPage !== undefined ? { maxSocketsPerPage: opts.maxSocketsPerPage } : {}),
       ...(opts.authorize ? { authorize: opts.authorize } : {}),
       onRefused: (info) => opts.logger?.warn({ region: opts.region, ...info }, 'sync room refused'),
       onDroppedClientUpdate: (doc) => this.emit('droppedClientMessage', doc),
@@ -185,6 +190,8 @@ export class Replica extends EventEmitter<{ advanced: []; swapped: [string]; dro
       syncingGeneration: this.generations.next?.id ?? null,
       accounts: meta?.get('accounts') ?? 0,
       connections: this.sync.connections,
+      pages: this.sync.pageCount,
+      refusedByLimit: this.sync.refusedByLimit,
       droppedClientMessages: this.sync.droppedClientMessages,
       process: processStats(),
     };

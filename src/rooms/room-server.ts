@@ -9,12 +9,17 @@
 // authorized for its doc (by the `authorize` function passed in; rooms/ never imports auth/)
 // before it sees a byte of it (refusals close with 4401/4403 and are logged); a connection for
 // another generation is closed with 4410 (terminal for y-websocket, the reader rediscovers);
-// connections are bounded (maxConnections), and a consumer that can't keep up is closed rather
-// than buffered without bound (it resyncs by state vector when it reconnects, losing nothing);
-// updates are merged per room and broadcast as one frame, encoded once, per event-loop turn (per
-// 10 ms tick in a room of more than 32 sockets).
+// connections are bounded in pages (maxPages: sockets sharing a `page` query parameter from one
+// address are one page; a socket without one is a page of its own), sockets per page and sockets in
+// all (429 with a JSON reason before the upgrade), and a consumer that can't keep up is closed
+// rather than buffered without bound (it resyncs by state vector when it reconnects, losing
+// nothing); updates are merged per room and broadcast as one WebSocket frame, encoded and framed
+// once and written as the same bytes to every socket, per event-loop turn — per tick in a room of
+// more than 32 sockets, the tick growing with the time a broadcast takes so fan-out never
+// saturates the event loop.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
 import * as Y from 'yjs';
 import * as encoding from 'lib0/encoding';
@@ -37,6 +42,9 @@ const MAX_PENDING_UPDATES = 256;
 /** Above this many sockets a room broadcasts once per FLUSH_TICK_MS instead of once per turn. */
 const CROWDED_ROOM = 32;
 const FLUSH_TICK_MS = 10;
+/** A crowded room's tick is at least this multiple of its last broadcast's duration. */
+const TICK_PER_FLUSH = 2;
+const PAGE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface RoomSet {
   generation: string;
@@ -51,7 +59,12 @@ export interface RoomSet {
 }
 
 export interface SyncServerOptions {
+  /** Sockets in all (a hard cap under the page limits). */
   maxConnections: number;
+  /** Pages: the sockets of one `page` id from one address count once (default maxConnections). */
+  maxPages?: number;
+  /** Sockets one page may hold (default 64: a downstream read node opens one per doc). */
+  maxSocketsPerPage?: number;
   heartbeatMs?: number;
   /** Above this many unsent bytes a connection is closed (slow consumer). */
   maxBufferedBytes?: number;
@@ -69,6 +82,8 @@ interface Room {
   /** Updates since the last broadcast: merged into one frame per socket per event-loop turn. */
   pending: Uint8Array[];
   scheduled: boolean;
+  /** How long the last broadcast took (ms): a crowded room's tick grows with it. */
+  lastFlushMs: number;
 }
 
 const PATH = /^\/sync\/([A-Za-z0-9-]{1,64})\/([A-Za-z0-9_.-]{1,80})$/;
@@ -85,7 +100,13 @@ export class SyncServer {
   private currentGeneration: string | null = null;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly alive = new WeakMap<WebSocket, boolean>();
+  /** Sockets (open or upgrading) per page key. */
+  private readonly pages = new Map<string, number>();
+  private sockets = 0;
+  private anonymous = 0;
   droppedClientMessages = 0;
+  /** Upgrades refused by a limit, by reason code. */
+  readonly refusedByLimit: Record<string, number> = {};
 
   constructor(private readonly opts: SyncServerOptions) {
     const every = opts.heartbeatMs ?? 5000;
@@ -95,6 +116,11 @@ export class SyncServer {
 
   get connections(): number {
     return this.wss.clients.size;
+  }
+
+  /** Pages holding at least one socket (open or upgrading). */
+  get pageCount(): number {
+    return this.pages.size;
   }
 
   get generation(): string | null {
@@ -137,10 +163,7 @@ export class SyncServer {
     const match = PATH.exec(url.pathname);
     if (!match) return false;
     const [, generation, docName] = match as unknown as [string, string, string];
-    if (this.wss.clients.size >= this.opts.maxConnections) {
-      socket.end('HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\ntoo_many_connections\n');
-      return true;
-    }
+    if (!this.reserve(req, url, socket)) return true;
     // Authorize first (async), then upgrade: a refused client gets a terminal 44xx close code
     // instead of an HTTP error that y-websocket would retry forever.
     const decide = this.opts.authorize ? this.opts.authorize(req, docName) : Promise.resolve({ ok: true } as const);
@@ -161,6 +184,39 @@ export class SyncServer {
       },
       () => socket.destroy(),
     );
+    return true;
+  }
+
+  /**
+   * Counts the socket against the page, per-page and total limits (429 with a JSON reason when one
+   * is reached), and releases it when the socket closes, however it ends.
+   */
+  private reserve(req: IncomingMessage, url: URL, socket: Duplex): boolean {
+    const page = url.searchParams.get('page');
+    const key = page !== null && PAGE_ID.test(page) ? `${req.socket.remoteAddress ?? ''}|${page}` : `#${++this.anonymous}`;
+    const held = this.pages.get(key) ?? 0;
+    const maxPages = this.opts.maxPages ?? this.opts.maxConnections;
+    const perPage = this.opts.maxSocketsPerPage ?? 64;
+    const refusal =
+      this.sockets >= this.opts.maxConnections ? (['too_many_connections', `this node serves at most ${this.opts.maxConnections} sockets`] as const)
+      : held === 0 && this.pages.size >= maxPages ? (['too_many_pages', `this node serves at most ${maxPages} pages`] as const)
+      : held >= perPage ? (['too_many_sockets_per_page', `a page may hold at most ${perPage} sockets`] as const)
+      : null;
+    if (refusal) {
+      this.refusedByLimit[refusal[0]] = (this.refusedByLimit[refusal[0]] ?? 0) + 1;
+      const body = JSON.stringify({ error: { code: refusal[0], message: refusal[1] } });
+      socket.on('error', () => {});
+      socket.end(`HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      return false;
+    }
+    this.pages.set(key, held + 1);
+    this.sockets += 1;
+    socket.once('close', () => {
+      this.sockets -= 1;
+      const n = (this.pages.get(key) ?? 1) - 1;
+      if (n === 0) this.pages.delete(key);
+      else this.pages.set(key, n);
+    });
     return true;
   }
 
@@ -206,26 +262,31 @@ export class SyncServer {
       room.scheduled = false;
       const updates = room.pending.splice(0);
       if (updates.length === 0 || room.conns.size === 0) return;
+      const t0 = performance.now();
       const encoder = encoding.createEncoder();
       encoding.writeVarUint(encoder, MSG_SYNC);
       syncProtocol.writeUpdate(encoder, updates.length === 1 ? updates[0]! : Y.mergeUpdates(updates));
-      const msg = encoding.toUint8Array(encoder);
-      for (const ws of room.conns) this.send(ws, msg);
+      const frame = binaryFrame(encoding.toUint8Array(encoder));
+      for (const ws of room.conns) this.sendFrame(ws, frame);
+      room.lastFlushMs = performance.now() - t0;
     };
     const room: Room = {
       doc,
       conns: new Set(),
       pending: [],
       scheduled: false,
+      lastFlushMs: 0,
       onUpdate: (update) => {
         room.pending.push(update);
         if (room.pending.length >= MAX_PENDING_UPDATES) return flush(); // bounded: flush now
         if (!room.scheduled) {
           room.scheduled = true;
-          // A crowded room waits a short tick so each socket gets one frame per tick, not one per
-          // commit: a send costs ~10 µs per socket whatever its size (the bounded lag it adds is
-          // the price of serving thousands of pages from one process).
-          if (room.conns.size > CROWDED_ROOM) setTimeout(flush, FLUSH_TICK_MS);
+          // A crowded room waits a tick so each socket gets one frame per tick, not one per
+          // commit: a send costs microseconds per socket whatever its size. The tick is at least
+          // twice the last broadcast, so broadcasting takes at most about half the event loop and
+          // the node keeps answering reads, acks and heartbeats (the lag this adds is the price
+          // of serving thousands of pages from one process, and it shows in the page lag).
+          if (room.conns.size > CROWDED_ROOM) setTimeout(flush, Math.max(FLUSH_TICK_MS, TICK_PER_FLUSH * room.lastFlushMs));
           else setImmediate(flush);
         }
       },
@@ -264,11 +325,28 @@ export class SyncServer {
 
   private send(ws: WebSocket, msg: Uint8Array): void {
     if (ws.readyState !== WebSocket.OPEN) return;
-    if (ws.bufferedAmount > (this.opts.maxBufferedBytes ?? 32 * 1024 * 1024)) {
-      ws.close(CLOSE_SLOW_CONSUMER, 'slow consumer');
-      return;
-    }
+    if (this.slow(ws)) return;
     ws.send(msg);
+  }
+
+  /**
+   * Writes an already framed message (binaryFrame) straight to the socket: the same bytes for every
+   * socket of a room, one write each. Safe because this server never compresses
+   * (perMessageDeflate off), so ws's sender writes synchronously and keeps no queue to interleave
+   * with; without the underlying socket (not expected) it falls back to ws.send.
+   */
+  private sendFrame(ws: WebSocket, frame: { bytes: Buffer; payload: Uint8Array }): void {
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (this.slow(ws)) return;
+    const raw = (ws as unknown as { _socket?: Socket })._socket;
+    if (raw && raw.writable) raw.write(frame.bytes);
+    else ws.send(frame.payload);
+  }
+
+  private slow(ws: WebSocket): boolean {
+    if (ws.bufferedAmount <= (this.opts.maxBufferedBytes ?? 32 * 1024 * 1024)) return false;
+    ws.close(CLOSE_SLOW_CONSUMER, 'slow consumer');
+    return true;
   }
 
   private beat(): void {
@@ -292,4 +370,22 @@ export class SyncServer {
     for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
   }
+}
+
+/** An unmasked, final, binary WebSocket frame (RFC 6455 §5.2) carrying `payload`. */
+export function binaryFrame(payload: Uint8Array): { bytes: Buffer; payload: Uint8Array } {
+  const n = payload.length;
+  const head = n < 126 ? 2 : n < 65_536 ? 4 : 10;
+  const bytes = Buffer.allocUnsafe(head + n);
+  bytes[0] = 0x82; // FIN + opcode 2 (binary)
+  if (n < 126) bytes[1] = n;
+  else if (n < 65_536) {
+    bytes[1] = 126;
+    bytes.writeUInt16BE(n, 2);
+  } else {
+    bytes[1] = 127;
+    bytes.writeBigUInt64BE(BigInt(n), 2);
+  }
+  bytes.set(payload, head);
+  return { bytes, payload };
 }

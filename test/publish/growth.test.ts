@@ -28,6 +28,8 @@ afterEach(() => {
 async function run(compaction = { tombstonesPerAccount: Number.MAX_SAFE_INTEGER, tombstonesMin: Number.MAX_SAFE_INTEGER }): Promise<GrowthRow[]> {
   const core = makeCore({ maxBatch: 256, maxQueue: 1000, compaction });
   cores.push(core);
+  // What a node does once the handover grace is over: the replaced generation stops publishing.
+  core.on('generation', (_fresh, old) => core.retire(old));
   const rows: GrowthRow[] = [];
   let clientSeq = 0;
   for (let round = 1; round <= ROUNDS; round++) {

@@ -170,4 +170,56 @@ describe('SyncServer', () => {
     stray.on('error', () => {});
     expect(await statusOf(stray)).toBe(404);
   });
+
+  it('counts the sockets of one page once: pages and sockets per page are limited with JSON reasons', async () => {
+    await server.close();
+    sync = new SyncServer({ maxConnections: 100, maxPages: 2, maxSocketsPerPage: 3 });
+    sync.serve({ generation: 'gen-1', docs: new Map([['d', doc]]) });
+    server = await listen(new Hono(), '127.0.0.1', 0, { sync });
+    const refusal = (ws: WebSocket) =>
+      new Promise<{ status: number; code: string }>((resolve) =>
+        ws.once('unexpected-response', (_req, res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, code: JSON.parse(body).error.code }));
+        }),
+      );
+    // Page A: three sockets (meta, view, market) are one page.
+    const a = [connect('/sync/gen-1/d?page=A'), connect('/sync/gen-1/d?page=A'), connect('/sync/gen-1/d?page=A')];
+    await Promise.all(a.map(opened));
+    expect(sync.pageCount).toBe(1);
+    const fourth = connect('/sync/gen-1/d?page=A');
+    fourth.on('error', () => {});
+    expect(await refusal(fourth)).toEqual({ status: 429, code: 'too_many_sockets_per_page' });
+    // Page B fits; a third page does not, with or without a page id.
+    await opened(connect('/sync/gen-1/d?page=B'));
+    expect(sync.pageCount).toBe(2);
+    for (const path of ['/sync/gen-1/d?page=C', '/sync/gen-1/d']) {
+      const ws = connect(path);
+      ws.on('error', () => {});
+      expect(await refusal(ws)).toEqual({ status: 429, code: 'too_many_pages' });
+    }
+    // Closing page A's sockets frees its page.
+    await Promise.all(a.map((ws) => { const c = closed(ws); ws.close(); return c; }));
+    await opened(connect('/sync/gen-1/d?page=C'));
+    expect(sync.pageCount).toBe(2);
+    expect(sync.refusedByLimit).toEqual({ too_many_sockets_per_page: 1, too_many_pages: 2 });
+  });
+
+  it('a crowded room sends every socket the same pre-framed update, which stock clients decode', async () => {
+    await server.close();
+    sync = new SyncServer({ maxConnections: 100 });
+    sync.serve({ generation: 'gen-1', docs: new Map([['d', doc]]) });
+    server = await listen(new Hono(), '127.0.0.1', 0, { sync });
+    const conns = Array.from({ length: 40 }, () => connect('/sync/gen-1/d?page=P'.replace('P', Math.random().toString(36).slice(2))));
+    await Promise.all(conns.map(opened));
+    const copies = conns.map(() => new Y.Doc());
+    await Promise.all(conns.map(async (ws, i) => { const m = nextMessage(ws); ws.send(step1(copies[i]!)); applyServerMessage(await m, copies[i]!); }));
+    // Two commits' worth of changes, one large enough for a 16-bit length and one for a 64-bit one.
+    const arrived = conns.map((ws, i) => nextMessage(ws).then((m) => applyServerMessage(m, copies[i]!)));
+    doc.transact(() => { doc.getMap('m').set('big', 'x'.repeat(300)); doc.getMap('m').set('huge', 'y'.repeat(70_000)); });
+    await Promise.all(arrived);
+    for (const c of copies) expect(c.getMap('m').toJSON()).toEqual(doc.getMap('m').toJSON());
+  });
 });
+

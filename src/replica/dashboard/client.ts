@@ -14,6 +14,8 @@ interface AccountView { id: string; collateral: number; marginRequired: number; 
 interface Level { price: number; qty: number; orders: number }
 
 const params = new URLSearchParams(location.search);
+/** This page's id: the read node counts this page's sockets (meta, view, market) as one page. */
+const pageId = Math.random().toString(36).slice(2, 14);
 const account = params.get('account') ?? '';
 const token = params.get('token') ?? '';
 const $ = (id: string) => document.getElementById(id)!;
@@ -49,7 +51,7 @@ async function connect(): Promise<void> {
   const view = new Y.Doc();
   const book = new Y.Doc();
   const open = (room: string, doc: Y.Doc) => {
-    const p = new WebsocketProvider(base, room, doc, { params: { token }, disableBc: true, maxBackoffTime: 1000 });
+    const p = new WebsocketProvider(base, room, doc, { params: { token, page: pageId }, disableBc: true, maxBackoffTime: 1000 });
     p.awareness.setLocalState(null);
     p.on('closed', ({ code, reason }: { code: number; reason: string }) => {
       if (code === 4410) void connect(); // new generation: rediscover
