@@ -1,14 +1,14 @@
-// A read node as its own process, directly on its upstream (no link proxy in the process, so its
-// CPU is the read node's alone): `node --import tsx bench/proc/read-node.ts <config> <upstreamUrl> <dataDir|->`.
+// A read node as its own process (no link proxy in the process, so its CPU is the read node's
+// alone): `node --import tsx bench/proc/read-node.ts <config> <upstreamUrl[,url...]> <dataDir|-> [region]`.
 // Prints "READY <url>" on stdout once it serves a generation. For benches only.
 import { loadConfig } from '../../src/config/schema.js';
 import { ReadNode } from '../../src/node/region-node.js';
 
-const [configPath, upstream, dataDir] = process.argv.slice(2);
+const [configPath, upstream, dataDir, region] = process.argv.slice(2);
 const config = loadConfig(configPath);
 const node = new ReadNode({
-  region: 'bench',
-  upstreamUrls: [upstream!],
+  region: region ?? 'bench',
+  upstreamUrls: upstream!.split(','),
   layout: { accountShards: config.publish.accountShards, markets: config.domain.markets.map((m) => m.symbol) },
   port: 0,
   ...(dataDir && dataDir !== '-' ? { dataDir } : {}),
