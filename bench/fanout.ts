@@ -40,7 +40,7 @@ const procs = new BenchProcs();
 
 const raw = structuredClone(EMBEDDED_DEFAULTS) as any;
 raw.core.nodes = [{ name: 'core-a', port: await freePort(), dataDir: join(dir, 'core-a') }];
-raw.readNode = { ...(raw.readNode ?? {}), maxConnections: 3 * Math.max(...PAGES) + 100 };
+raw.readNode = { ...(raw.readNode ?? {}), maxConnections: 3 * Math.max(...PAGES) + 100, maxPages: Math.max(...PAGES) + 10 };
 const configPath = join(dir, 'config.json');
 writeFileSync(configPath, JSON.stringify(raw));
 const config = parseConfig(raw);
@@ -57,10 +57,12 @@ for (let i = 0; i < ACCOUNTS; i += 200) {
   await post({ commands: Array.from({ length: Math.min(200, ACCOUNTS - i) }, (_, k) => ({ clientId: `d${i + k}`, type: 'deposit', account: `p${i + k}`, amount: 1_000_000_000 })) });
 }
 const readUrl = await procs.start([...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', 'bench/results'] : []), '--import', 'tsx', 'bench/proc/read-node.ts', configPath, coreUrl, '-'], /READY (\S+)/);
-const generation = (await statusOf(readUrl)).generation as string;
+let generation = (await statusOf(readUrl)).generation as string;
 const wsBase = readUrl.replace('http', 'ws');
 
 interface Page {
+  /** The page id its three sockets present (the read node counts them as one page). */
+  id: string;
   sockets: WebSocket[];
   meta: Y.Doc;
   frames: number;
@@ -69,7 +71,7 @@ interface Page {
 const lag = { h: histogram(), on: false };
 
 function room(page: Page, name: string, token: string): Promise<WebSocket> {
-  const ws = new WebSocket(`${wsBase}/sync/${generation}/${name}?token=${token}`);
+  const ws = new WebSocket(`${wsBase}/sync/${generation}/${name}?token=${token}&page=${page.id}`);
   ws.binaryType = 'arraybuffer';
   return new Promise((resolve, reject) => {
     ws.once('open', () => {
@@ -97,7 +99,7 @@ async function openPages(n: number): Promise<Page[]> {
   const pages: Page[] = [];
   for (let i = 0; i < n; i++) {
     const token = await signToken(config.auth.jwtSecret, { sub: `p${i}`, role: 'account' });
-    const page: Page = { sockets: [], meta: new Y.Doc(), frames: 0, bytes: 0 };
+    const page: Page = { id: `p${i}`, sockets: [], meta: new Y.Doc(), frames: 0, bytes: 0 };
     page.sockets = await Promise.all([room(page, 'meta', token), room(page, `view-p${i}`, token), room(page, 'mkt-BTC-USD', token)]);
     pages.push(page);
   }
@@ -118,6 +120,8 @@ async function floorMs(): Promise<number> {
 const rows: string[] = [];
 let k = 0;
 for (const n of PAGES) {
+  // The core compacts into new generations under load (docs/read-path.md): pages join the current one.
+  generation = (await statusOf(readUrl)).generation as string;
   const pages = await openPages(n);
   const before = await statusOf(readUrl);
   const floor = await floorMs();

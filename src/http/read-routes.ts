@@ -66,8 +66,10 @@ function parseIntParam(raw: string | undefined, max: number): number | null | un
 export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits, secrets: { jwtSecret: string; clusterSecret: string }): void {
   /** Applies minSeq/waitMs, sets headers; returns an error response or null to go on. */
   const consistency = async (c: Context, scope: ReadScope): Promise<Response | null> => {
-    const minSeq = parseIntParam(c.req.query('minSeq'), Number.MAX_SAFE_INTEGER);
-    const waitMs = parseIntParam(c.req.query('waitMs'), limits.minSeqWaitMsMax);
+    // Most reads carry no query string: skip parsing one.
+    const plain = !c.req.url.includes('?');
+    const minSeq = plain ? undefined : parseIntParam(c.req.query('minSeq'), Number.MAX_SAFE_INTEGER);
+    const waitMs = plain ? undefined : parseIntParam(c.req.query('waitMs'), limits.minSeqWaitMsMax);
     if (minSeq === null) return requestError(c, 'invalid_query', 'minSeq must be a non-negative integer');
     if (waitMs === null) return requestError(c, 'invalid_query', `waitMs must be an integer in 0..${limits.minSeqWaitMsMax}`);
     c.header(HEADER_REGION, model.region);
