@@ -5,7 +5,8 @@
 // resolves the callers. Invariants: one batch is in flight at a time, so the state machine is at
 // most one batch ahead of what is published; nothing is acknowledged or published before it is
 // committed; a client id is applied at most once (a retry gets the stored result); every waiter
-// belongs to a queued or in-flight command, so they are bounded by the queue. If the batch cannot
+// belongs to a queued or in-flight command, and a command has at most MAX_WAITERS (its first caller
+// and concurrent retries), so waiters are bounded by maxQueue × MAX_WAITERS. If the batch cannot
 // be sequenced (a disk error) or this node loses its leadership before the commit, the sequencer
 // stops for good: its callers get HaltedError, or LeadershipLostError (outcome unknown, retry).
 import { assert } from '../domain/assert.js';
@@ -52,10 +53,13 @@ export interface CommittedBatch {
 
 export class OverloadedError extends Error {
   override name = 'OverloadedError';
-  constructor(readonly queued: number, readonly maxQueue: number) {
-    super(`sequencer queue full (${queued}/${maxQueue})`);
+  constructor(readonly queued: number, readonly maxQueue: number, message?: string) {
+    super(message ?? `sequencer queue full (${queued}/${maxQueue})`);
   }
 }
+
+/** Callers one queued or in-flight command may have (the first and its concurrent retries). */
+export const MAX_WAITERS = 16;
 
 export class HaltedError extends Error {
   override name = 'HaltedError';
@@ -107,6 +111,13 @@ export class Sequencer {
     }
     if (this.queue.length + submissions.length > this.opts.maxQueue) {
       return Promise.reject(new OverloadedError(this.queue.length, this.opts.maxQueue));
+    }
+    for (const s of submissions) {
+      const pending = this.inFlight.get(s.clientId);
+      if (pending !== undefined && pending.waiters.length >= MAX_WAITERS) {
+        // Retries of one command pile up only while it is in flight: refuse them, don't hold them.
+        return Promise.reject(new OverloadedError(this.queue.length, this.opts.maxQueue, `client id ${s.clientId} already has ${MAX_WAITERS} callers waiting for it; retry after it commits`));
+      }
     }
     return Promise.all(submissions.map((s) => this.submitOne(s)));
   }

@@ -3,7 +3,8 @@
 // Commands and results are stored as JSON text (integers only, so JSON is exact). Raft's hard state
 // lives in the same file (log_meta), written in its own transaction before the caller answers.
 // The newest entries are also kept in memory (a bounded tail), so the leader ships and followers
-// apply what was just written without reading it back.
+// apply what was just written without reading it back; a filter over every client id answers
+// "never used" without a query (client-id-filter.ts).
 // Invariants: the tail cache always equals the last `tail.length` rows; a write that fails with
 // a disk error (full, I/O, read-only) throws StorageError and leaves the file and the cache as they
 // were; any other failure (a constraint, a bug) is thrown as is.
@@ -15,6 +16,7 @@ import type { Command, Result, Seq } from '../domain/types.js';
 import {
   appendProblem, EMPTY_HARD_STATE, freezeEntry, LogCorruptError, StorageError, type CommandLog, type HardState, type LogEntry,
 } from './command-log.js';
+import { ClientIdFilter } from './client-id-filter.js';
 
 interface Row {
   epoch: number;
@@ -59,6 +61,7 @@ export class SqliteCommandLog implements CommandLog {
   private readonly del: Database.Statement<[number]>;
   private readonly putMeta: Database.Statement<[string, string]>;
   private readonly appendTx: (entries: readonly LogEntry[]) => void;
+  private readonly clientIds = new ClientIdFilter();
 
   constructor(readonly path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -107,6 +110,8 @@ export class SqliteCommandLog implements CommandLog {
     this.firstAbove = this.db.prepare('SELECT min(seq) AS s FROM log WHERE epoch > ?');
     this.del = this.db.prepare('DELETE FROM log WHERE seq > ?');
     this.putMeta = this.db.prepare('INSERT INTO log_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    // Every client id in the log, so a new id (nearly every command) needs no index lookup.
+    for (const row of this.db.prepare<[], { client_id: string }>('SELECT client_id FROM log').iterate()) this.clientIds.add(row.client_id);
     this.appendTx = this.db.transaction((entries: readonly LogEntry[]) => {
       for (const e of entries) {
         this.insert.run(e.seq, e.epoch, e.clientId, e.tsMs, JSON.stringify(e.command), JSON.stringify(e.result), e.stateHash);
@@ -151,6 +156,7 @@ export class SqliteCommandLog implements CommandLog {
     assert(problem === null, problem ?? '');
     onDisk('log append', () => this.appendTx(entries));
     this.last += entries.length;
+    for (const e of entries) this.clientIds.add(e.clientId);
     // Entries are immutable once logged: the caller's objects are frozen, kept and shared.
     for (const e of entries) this.tail.push(freezeEntry(e));
     if (this.tail.length > TAIL_MAX) {
@@ -161,6 +167,7 @@ export class SqliteCommandLog implements CommandLog {
   }
 
   findByClientId(clientId: string): LogEntry | undefined {
+    if (!this.clientIds.mayContain(clientId)) return undefined;
     const row = this.byClient.get(clientId);
     return row === undefined ? undefined : toEntry(row);
   }

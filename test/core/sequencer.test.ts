@@ -1,6 +1,6 @@
 // Covers the Sequencer: group commit (gap-free seqs, batching, maxBatch, ack only after the log append), log-failure halting, in-flight idempotency and monotonic timestamps.
 import { describe, expect, it } from 'vitest';
-import { HaltedError, OverloadedError, Sequencer, systemClock, type Clock, type CommittedBatch, type Outcome } from '../../src/engine/sequencer.js';
+import { HaltedError, MAX_WAITERS, OverloadedError, Sequencer, systemClock, type Clock, type CommittedBatch, type Outcome } from '../../src/engine/sequencer.js';
 import { openSingleNode } from '../../src/replication/single-node.js';
 import type { LogEntry } from '../../src/log/command-log.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
@@ -105,6 +105,17 @@ describe('group commit', () => {
     expect(od).toMatchObject({ kind: 'duplicate', seq: 1, result: { status: 'accepted', collateral: 5 } });
     const [oe] = await sequencer.submit([{ clientId: 'same', command: cmd.deposit('alice', 6) }]);
     expect(oe).toEqual({ kind: 'conflict', clientId: 'same', seq: 1 });
+  });
+
+  it('retries of one in-flight command are bounded: beyond MAX_WAITERS they get OverloadedError, the rest one answer', async () => {
+    const { log, sequencer } = setup();
+    const joined = Array.from({ length: MAX_WAITERS }, () => sequencer.submit([{ clientId: 'hot', command: cmd.deposit('alice', 5) }]));
+    const refused = await Promise.allSettled(Array.from({ length: 1000 }, () => sequencer.submit([{ clientId: 'hot', command: cmd.deposit('alice', 5) }])));
+    expect(refused.every((r) => r.status === 'rejected' && r.reason instanceof OverloadedError)).toBe(true);
+    const outcomes = (await within(Promise.all(joined), 2000, 'joined')).map(([o]) => o!);
+    expect(outcomes.filter((o) => o.kind === 'committed')).toHaveLength(1);
+    expect(outcomes.every((o) => o.kind !== 'conflict' && o.seq === 1)).toBe(true);
+    expect(log.lastSeq()).toBe(1);
   });
 
   it('rejects with OverloadedError before queueing anything when the submission does not fit', async () => {
