@@ -31,6 +31,16 @@ export const ConfigSchema = z.strictObject({
     maxQueue: int(1, 10_000_000).default(20_000),
     maxBodyBytes: int(256, 64 * 1024 * 1024).default(262_144),
     maxCommandsPerRequest: int(1, 100_000).default(256),
+    /** Order-entry sessions (WS /v1/session, docs/order-entry.md): every bound of one. */
+    sessions: z
+      .strictObject({
+        maxSessions: int(1, 100_000).default(256),
+        maxFrameBytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+        maxCommandsPerFrame: int(1, 100_000).default(4096),
+        maxInFlight: int(1, 10_000_000).default(16_384),
+        maxBufferedBytes: int(65_536, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
+      })
+      .default({ maxSessions: 256, maxFrameBytes: 1024 * 1024, maxCommandsPerFrame: 4096, maxInFlight: 16_384, maxBufferedBytes: 16 * 1024 * 1024 }),
     /** Open TCP connections (HTTP, rooms, replication); beyond it: 429 too_many_connections. */
     maxConnections: int(1, 1_000_000).default(4096),
   }),

@@ -35,18 +35,18 @@ export interface CoreAppOptions {
   logger?: Logger;
 }
 
-class CommitTimeoutError extends Error {
+export class CommitTimeoutError extends Error {
   constructor(timeoutMs: number) {
     super(`not committed within ${timeoutMs} ms (standby unreachable?); the outcome is unknown: retry with the same clientId`);
   }
 }
 
-function toSubmission(input: CommandInput): Submission {
+export function toSubmission(input: CommandInput): Submission {
   const { clientId, ...command } = input;
   return { clientId, command: command as Command };
 }
 
-function outcomeBody(o: Outcome) {
+export function outcomeBody(o: Outcome) {
   if (o.kind === 'conflict') {
     return errorBody('idempotency_conflict', `clientId ${o.clientId} was already used for a different command`, { clientId: o.clientId, seq: o.seq });
   }

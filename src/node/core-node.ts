@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { createCoreApp } from '../http/write-routes.js';
+import { OrderSessionServer } from '../http/order-session.js';
 import { listen, type RunningServer } from '../http/server.js';
 import { SqliteCommandLog } from '../log/sqlite-log.js';
 import type { CommandLog, LogEntry } from '../log/command-log.js';
@@ -50,6 +51,8 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   readonly replicated: ReplicatedMachine;
   readonly transport: ClusterTransport;
   server!: RunningServer;
+  /** Order-entry sessions (WS /v1/session), served while this node leads. */
+  sessions: OrderSessionServer | null = null;
   private leaderRole: LeaderRole | null = null;
   /** The follower this node handed leadership to when it stopped gracefully (null: none). */
   handedOverTo: string | null = null;
@@ -158,6 +161,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
         peers: raft.peerStatus().map((p) => ({ ...p, lag: this.log.lastSeq() - p.match })),
       },
       links: this.transport.status(),
+      sessions: { open: this.sessions?.open ?? 0, ...this.sessions?.stats },
       process: processStats(),
     };
   }
@@ -218,9 +222,23 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
     });
+    this.sessions = new OrderSessionServer({
+      core: () => this.core,
+      domain: config.domain,
+      limits: config.core.sessions,
+      commitTimeoutMs: config.replication.commitTimeoutMs,
+      secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
+      describe: () => this.describe(),
+      ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+    });
+    const sessions = this.sessions;
+    // Sessions live on one leader: when this node stops leading, their clients go find the next.
+    this.on('role', (role) => {
+      if (role !== 'primary' && sessions.open > 0) sessions.endAll(`this node is ${role} now: retry unacknowledged commands with the same clientIds at the leader`);
+    });
     this.server = await listen(app, this.opts.host ?? me.host, this.opts.port ?? me.port, {
       sync: this.sync,
-      upgrades: () => [this.transport],
+      upgrades: () => [this.transport, sessions],
       maxConnections: config.core.maxConnections,
     });
   }
@@ -306,6 +324,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     this.closed = true;
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.transport.close();
+    this.sessions?.close();
     this.leaderRole?.stop('closed');
     this.leaderRole = null;
     await this.server?.close();
