@@ -10,57 +10,75 @@
 import { assert } from './assert.js';
 
 export function canonicalJson(value: unknown): string {
-  const parts: string[] = [];
-  write(value, parts, '$');
-  return parts.join('');
+  const w = new Writer();
+  w.write(value);
+  return w.out;
 }
 
-function write(value: unknown, out: string[], path: string): void {
-  if (value === null) {
-    out.push('null');
-    return;
+/**
+ * Appends to one string (V8 ropes: cheaper than an array of parts and a join) and keeps the path of
+ * the value being written as a stack of keys, turned into text only when an assertion fails: the
+ * state hash runs this on every touched account of every command.
+ */
+class Writer {
+  out = '';
+  private readonly path: Array<string | number> = [];
+
+  private where(): string {
+    return '$' + this.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('');
   }
-  switch (typeof value) {
-    case 'string':
-      out.push(JSON.stringify(value));
+
+  write(value: unknown): void {
+    if (value === null) {
+      this.out += 'null';
       return;
-    case 'boolean':
-      out.push(value ? 'true' : 'false');
-      return;
-    case 'number':
-      assert(Number.isSafeInteger(value), `canonicalJson: non-integer number ${value} at ${path}`);
-      // -0 would print as "0" anyway; normalising keeps "equal value => equal string".
-      out.push(String(value === 0 ? 0 : value));
-      return;
-    case 'object':
-      break;
-    default:
-      assert(false, `canonicalJson: unsupported ${typeof value} at ${path}`);
-  }
-  if (Array.isArray(value)) {
-    out.push('[');
-    for (let i = 0; i < value.length; i++) {
-      const item: unknown = value[i];
-      assert(item !== undefined, `canonicalJson: undefined array item at ${path}[${i}]`);
-      if (i > 0) out.push(',');
-      write(item, out, `${path}[${i}]`);
     }
-    out.push(']');
-    return;
+    switch (typeof value) {
+      case 'string':
+        this.out += JSON.stringify(value);
+        return;
+      case 'boolean':
+        this.out += value ? 'true' : 'false';
+        return;
+      case 'number':
+        if (!Number.isSafeInteger(value)) assert(false, `canonicalJson: non-integer number ${value} at ${this.where()}`);
+        // -0 would print as "0" anyway; normalising keeps "equal value => equal string".
+        this.out += value === 0 ? '0' : String(value);
+        return;
+      case 'object':
+        break;
+      default:
+        assert(false, `canonicalJson: unsupported ${typeof value} at ${this.where()}`);
+    }
+    if (Array.isArray(value)) {
+      this.out += '[';
+      for (let i = 0; i < value.length; i++) {
+        const item: unknown = value[i];
+        if (item === undefined) assert(false, `canonicalJson: undefined array item at ${this.where()}[${i}]`);
+        if (i > 0) this.out += ',';
+        this.path.push(i);
+        this.write(item);
+        this.path.pop();
+      }
+      this.out += ']';
+      return;
+    }
+    const proto: unknown = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null) assert(false, `canonicalJson: non-plain object at ${this.where()}`);
+    const record = value as Record<string, unknown>;
+    const keys = Object.keys(record).sort();
+    this.out += '{';
+    let first = true;
+    for (const key of keys) {
+      const v = record[key];
+      if (v === undefined) continue;
+      if (!first) this.out += ',';
+      first = false;
+      this.out += JSON.stringify(key) + ':';
+      this.path.push(key);
+      this.write(v);
+      this.path.pop();
+    }
+    this.out += '}';
   }
-  const proto: unknown = Object.getPrototypeOf(value);
-  assert(proto === Object.prototype || proto === null, `canonicalJson: non-plain object at ${path}`);
-  const record = value as Record<string, unknown>;
-  const keys = Object.keys(record).sort();
-  out.push('{');
-  let first = true;
-  for (const key of keys) {
-    const v = record[key];
-    if (v === undefined) continue;
-    if (!first) out.push(',');
-    first = false;
-    out.push(JSON.stringify(key), ':');
-    write(v, out, `${path}.${key}`);
-  }
-  out.push('}');
 }

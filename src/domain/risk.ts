@@ -67,6 +67,10 @@ export function boundsProblem(r: RiskParams): string | null {
 /** ceil(n · bps / 10000), exact. */
 export function bpsCeil(n: number, bps: number): number {
   if (n === 0 || bps === 0) return 0;
+  const x = n * bps;
+  // Exact in doubles while the product is a safe integer (nearly always): no BigInt on the hot path
+  // (margin checks run it per position and per resting order of every examined account).
+  if (x >= 0 && Number.isSafeInteger(x)) return ceilDiv(x, BPS);
   const v = (BigInt(n) * BigInt(bps) + BigInt(BPS - 1)) / BigInt(BPS);
   return Number(v);
 }

@@ -1,7 +1,11 @@
-// The state machine plus its incremental state hash, advanced together one entry at a time, so
-// every log entry can carry the hash of the state right after it. Used identically by the primary
-// (sequencing), the standby (checking each shipped entry) and replay, so all three compute hashes
-// the same way. Effects accumulate across entries until the publisher drains them per batch.
+// The state machine plus its incremental state hash. The hash is a function of the state alone
+// (engine/state-hash.ts), so it need not be computed after every entry: what an entry touched is
+// remembered, and folded into the hash at a checkpoint — the last entry of each sequenced batch
+// carries the hash (the others carry ''), followers and replay check it there, and any reader of
+// `stateHash` gets it up to date. An account touched by 50 commands of a batch is hashed once.
+// Used identically by the leader (sequencing), followers (checking each shipped entry) and replay,
+// so all compute hashes the same way. Effects accumulate across entries until the publisher drains
+// them per batch. Invariant: after flush(), the hash equals hashFromScratch(machine).
 import { StateMachine } from '../domain/state-machine.js';
 import type { DomainConfig, Effects, Envelope, Result, Seq } from '../domain/types.js';
 import { StateHasher } from './state-hash.js';
@@ -12,6 +16,10 @@ export class HashedMachine {
   private pending: Effects = { accounts: new Set(), markets: new Set(), trades: [], liquidations: [] };
   private hashedDeposits = 0;
   private hash: string;
+  /** Touched since the last checkpoint: folded into the hash by flush(). */
+  private readonly dirtyAccounts = new Set<string>();
+  private readonly dirtyMarkets = new Set<string>();
+  private hashedSeq = 0;
 
   constructor(domain: DomainConfig) {
     this.machine = new StateMachine(domain);
@@ -24,27 +32,44 @@ export class HashedMachine {
     return this.machine.lastSeq;
   }
 
+  /** The hash of the current state (folds in whatever was touched since the last checkpoint). */
   get stateHash(): string {
+    this.flush();
     return this.hash;
   }
 
-  apply(env: Envelope): { result: Result; stateHash: string } {
+  /**
+   * Applies one entry. With `checkpoint`, the returned stateHash is the hash after it; without, ''
+   * (the hash is computed at the next checkpoint or read, from the state alone).
+   */
+  apply(env: Envelope, checkpoint = true): { result: Result; stateHash: string } {
     const result = this.machine.apply(env);
     const effects = this.machine.drainEffects();
     for (const id of effects.accounts) {
-      this.hasher.update(this.machine.account(id)!);
+      this.dirtyAccounts.add(id);
       this.pending.accounts.add(id);
     }
-    this.hasher.recordMarkets(this.machine, effects.markets);
-    for (const m of effects.markets) this.pending.markets.add(m);
+    for (const m of effects.markets) {
+      this.dirtyMarkets.add(m);
+      this.pending.markets.add(m);
+    }
+    for (const t of effects.trades) this.pending.trades.push(t);
+    for (const l of effects.liquidations) this.pending.liquidations.push(l);
+    return { result, stateHash: checkpoint ? this.stateHash : '' };
+  }
+
+  private flush(): void {
+    if (this.hashedSeq === this.machine.lastSeq && this.dirtyAccounts.size === 0 && this.dirtyMarkets.size === 0) return;
+    for (const id of this.dirtyAccounts) this.hasher.update(this.machine.account(id)!);
+    this.dirtyAccounts.clear();
+    this.hasher.recordMarkets(this.machine, this.dirtyMarkets);
+    this.dirtyMarkets.clear();
     if (this.machine.totalDeposits !== this.hashedDeposits) {
       this.hashedDeposits = this.machine.totalDeposits;
       this.hasher.record('#deposits', this.hashedDeposits === 0 ? undefined : this.hashedDeposits);
     }
-    for (const t of effects.trades) this.pending.trades.push(t);
-    for (const l of effects.liquidations) this.pending.liquidations.push(l);
-    this.hash = this.hasher.hash(env.seq);
-    return { result, stateHash: this.hash };
+    this.hashedSeq = this.machine.lastSeq;
+    this.hash = this.hasher.hash(this.hashedSeq);
   }
 
   /** What every entry applied since the last drain touched. */

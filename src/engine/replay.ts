@@ -1,5 +1,5 @@
 // Replay: rebuilds the hashed state machine from a command log, checking every stored result and
-// state hash against a fresh apply. Used by the primary at start-up (publish/core.ts) and by the
+// every stored state hash (the last entry of each sequenced batch carries one) against a fresh apply. Used by the primary at start-up (publish/core.ts) and by the
 // standby for every shipped entry (replication/follower.ts).
 // Why it lives in engine/ and not log/: replay needs the HashedMachine (state machine + state hash),
 // which sits in engine/ above log/; log/ only stores and returns entries and knows no state machine.
@@ -12,7 +12,8 @@ import { HashedMachine } from './hashed-machine.js';
 
 /** Checks one stored entry against a fresh apply; throws LogCorruptError on any difference. */
 export function applyChecked(machine: HashedMachine, e: LogEntry): void {
-  const { result, stateHash } = machine.apply({ seq: e.seq, tsMs: e.tsMs, command: e.command });
+  // An entry without a hash is inside a batch: the batch's last entry carries (and checks) it.
+  const { result, stateHash } = machine.apply({ seq: e.seq, tsMs: e.tsMs, command: e.command }, e.stateHash !== '');
   if (canonicalJson(result) !== canonicalJson(e.result)) {
     throw new LogCorruptError(`diverged at seq ${e.seq}: log says ${canonicalJson(e.result)}, state machine says ${canonicalJson(result)}`);
   }

@@ -151,12 +151,13 @@ export class ReplicatedMachine implements SequencerTarget {
   private propose(items: readonly Sequenced[]): LogEntry[] {
     const epoch = this.raft.epoch;
     const entries: LogEntry[] = [];
-    for (const item of items) {
+    for (const [i, item] of items.entries()) {
       const seq = (this.machine.lastSeq + 1) as Seq;
       // Wall clocks step back; the log's timestamps never do.
       const tsMs = Math.max(this.o.wallMs(), this.lastTsMs);
       this.lastTsMs = tsMs;
-      const { result, stateHash } = this.machine.apply({ seq, tsMs, command: item.command });
+      // The batch's last entry carries the state hash (a checkpoint followers and replay verify).
+      const { result, stateHash } = this.machine.apply({ seq, tsMs, command: item.command }, i === items.length - 1);
       entries.push({ epoch, seq, clientId: item.clientId, tsMs, command: item.command, result: result as Result, stateHash });
     }
     this.raft.propose(entries); // on a storage error Raft steps down first, and onRole rebuilds
