@@ -4,6 +4,7 @@
 // that cannot acknowledge and rejoins with its stranded tail dropped, a wiped follower refilled as
 // a learner, a wiped node that never starts a second history, two nodes needing each other, and
 // cluster-link authentication. Waits are on events or polled positions with bounded deadlines.
+import { encodeMessage } from '../../src/replication/messages.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -339,7 +340,7 @@ describe('raft core cluster', () => {
     expect(await statusOf({ authorization: 'Bearer wrong-secret-wrong-secret', 'x-statemirror-node': 'core-b' })).toBe(401);
     expect(await statusOf({ authorization: `Bearer ${c.cfg.replication.clusterSecret}`, 'x-statemirror-node': 'evil' })).toBe(403);
     const peer = [...c.nodes.values()].find((n) => n !== leader)!.name;
-    for (const frame of [new Uint8Array(80 * 1024 * 1024), 'not json', JSON.stringify({ t: 5, cluster: 'other', from: peer, epoch: 1e9, prevSeq: 0, prevEpoch: 0, entries: [], commit: 0 })]) {
+    for (const frame of [new Uint8Array(80 * 1024 * 1024), 'not msgpack', Uint8Array.of(0xc1), encodeMessage({ t: 5, cluster: 'other', from: peer, epoch: 1e9, prevSeq: 0, prevEpoch: 0, entries: [], commit: 0 })]) {
       const ws = new WebSocket(url, { headers: { authorization: `Bearer ${c.cfg.replication.clusterSecret}`, 'x-statemirror-node': peer } });
       ws.on('error', () => {});
       await new Promise<void>((resolve) => {
