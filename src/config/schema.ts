@@ -29,6 +29,8 @@ export const ConfigSchema = z.strictObject({
       .max(9),
     maxBatch: int(1, 100_000).default(1024),
     maxQueue: int(1, 10_000_000).default(20_000),
+    /** Batches the leader sequences and ships while earlier ones wait for their majority. */
+    maxInFlightBatches: int(1, 64).default(4),
     maxBodyBytes: int(256, 64 * 1024 * 1024).default(262_144),
     maxCommandsPerRequest: int(1, 100_000).default(256),
     /** Order-entry sessions (WS /v1/session, docs/order-entry.md): every bound of one. */

@@ -2,9 +2,11 @@
 // OverloadedError, answered 429), answers retries of a client id from the log or from the batch in
 // flight, hands each batch to the replicated log (apply to the state machine, append durably, ship
 // to the followers) and, once the batch is committed (a majority holds it), publishes it and
-// resolves the callers. Invariants: one batch is in flight at a time, so the state machine is at
-// most one batch ahead of what is published; nothing is acknowledged or published before it is
-// committed; a client id is applied at most once (a retry gets the stored result); every waiter
+// resolves the callers. Batches are pipelined: up to maxInFlightBatches are sequenced and shipped
+// while earlier ones wait for their majority, so the leader applies the next batch while the
+// followers write the previous one. Invariants: batches commit, publish and answer in sequence
+// order; each batch is published from what it touched, captured right after it was applied (the
+// machine may be batches ahead); nothing is acknowledged or published before it is committed; a client id is applied at most once (a retry gets the stored result); every waiter
 // belongs to a queued or in-flight command, and a command has at most MAX_WAITERS (its first caller
 // and concurrent retries), so waiters are bounded by maxQueue × MAX_WAITERS. If the batch cannot
 // be sequenced (a disk error) or this node loses its leadership before the commit, the sequencer
@@ -49,6 +51,8 @@ export interface CommittedBatch {
   entries: readonly LogEntry[];
   effects: Effects;
   lastSeq: Seq;
+  /** What `capture` returned for this batch right after it was applied (publishing reads it). */
+  captured?: unknown;
 }
 
 export class OverloadedError extends Error {
@@ -80,6 +84,12 @@ export interface SequencerOptions {
   /** Called synchronously after each committed batch, before callers are answered. */
   onCommitted: (batch: CommittedBatch) => void;
   onHalt?: (err: unknown) => void;
+  /** Batches sequenced and not yet committed, at most (default 1: no pipelining). */
+  maxInFlightBatches?: number;
+  /** Called right after a batch is applied, with its effects; the value rides to onCommitted. */
+  capture?: (effects: Effects) => unknown;
+  /** While this answers true no new batch starts (e.g. a compaction waiting for the pipeline to drain). */
+  hold?: () => boolean;
 }
 
 export class Sequencer {
@@ -87,13 +97,26 @@ export class Sequencer {
   /** Client ids queued or in the batch being written, so a concurrent retry joins the first. */
   private readonly inFlight = new Map<string, Pending>();
   private scheduled = false;
-  private busy = false;
+  /** Batches sequenced and waiting for their commit. */
+  private inFlightBatches = 0;
+  /** Resolves when every batch sequenced so far has finished (committed and answered, or failed). */
+  private ordered: Promise<void> = Promise.resolve();
   private halted: unknown = null;
 
   constructor(private readonly opts: SequencerOptions) {}
 
   get queueDepth(): number {
     return this.queue.length;
+  }
+
+  /** Batches sequenced and not yet committed. */
+  get batchesInFlight(): number {
+    return this.inFlightBatches;
+  }
+
+  /** Starts queued work again after `hold` stopped answering true. */
+  resume(): void {
+    if (this.queue.length > 0) this.schedule();
   }
 
   get isHalted(): boolean {
@@ -155,29 +178,44 @@ export class Sequencer {
     // setImmediate lets every request that arrived during the previous fsync join this batch.
     setImmediate(() => {
       this.scheduled = false;
-      void this.flush();
+      this.flush();
     });
   }
 
-  private async flush(): Promise<void> {
-    if (this.busy || this.halted !== null || this.queue.length === 0) return;
-    this.busy = true;
-    const batch = this.queue.splice(0, this.opts.maxBatch);
+  private flush(): void {
+    const max = this.opts.maxInFlightBatches ?? 1;
     const { target } = this.opts;
-    let entries: LogEntry[];
-    try {
-      const before = target.machine.lastSeq;
-      entries = target.sequence(batch.map((p) => p.submission));
-      assert(entries.length === batch.length && entries[0]!.seq === before + 1, 'the replicated log did not sequence the batch in order');
-      await target.committed(entries[entries.length - 1]!.seq);
-    } catch (err) {
-      this.busy = false;
-      this.halt(err, batch);
-      return;
+    while (this.halted === null && this.queue.length > 0 && this.inFlightBatches < max && !this.opts.hold?.()) {
+      const batch = this.queue.splice(0, this.opts.maxBatch);
+      let entries: LogEntry[];
+      try {
+        const before = target.machine.lastSeq;
+        entries = target.sequence(batch.map((p) => p.submission));
+        assert(entries.length === batch.length && entries[0]!.seq === before + 1, 'the replicated log did not sequence the batch in order');
+      } catch (err) {
+        this.halt(err, batch);
+        return;
+      }
+      const effects = target.machine.drainEffects();
+      const captured = this.opts.capture?.(effects);
+      const lastSeq = entries[entries.length - 1]!.seq;
+      this.inFlightBatches++;
+      const committed = target.committed(lastSeq);
+      // In sequence order, whatever order the commit promises settle in.
+      this.ordered = this.ordered.then(() => committed).then(
+        () => this.finish(batch, entries, { entries, effects, lastSeq, captured }),
+        (err: unknown) => {
+          this.inFlightBatches--;
+          this.halt(err, batch);
+        },
+      );
     }
-    const effects = target.machine.drainEffects();
+  }
+
+  private finish(batch: Pending[], entries: LogEntry[], committed: CommittedBatch): void {
+    this.inFlightBatches--;
     try {
-      this.opts.onCommitted({ entries, effects, lastSeq: target.machine.lastSeq });
+      this.opts.onCommitted(committed);
     } catch (err) {
       // The batch is committed; a publishing failure must not lose the acks, but nothing after it
       // can be trusted to publish either, so stop taking writes.
@@ -189,7 +227,6 @@ export class Sequencer {
       const outcome: Outcome = { kind: 'committed', clientId: e.clientId, seq: e.seq, tsMs: e.tsMs, result: e.result };
       for (const w of p.waiters) w.resolve(outcome);
     });
-    this.busy = false;
     if (this.queue.length > 0) this.schedule();
   }
 
@@ -199,13 +236,16 @@ export class Sequencer {
   }
 
   private halt(err: unknown, batch: Pending[]): void {
-    this.halted = err;
+    // With batches in flight, each one that fails after the first halt lands here too: the first
+    // error is the sequencer's, each batch's callers get their own.
+    const first = this.halted === null;
+    if (first) this.halted = err;
     const failed = [...batch, ...this.queue.splice(0)];
     this.inFlight.clear();
     // The callers never get an ack: their commands may or may not be in the log; a retry with the
     // same client id after restart answers which.
     const reason = err instanceof LeadershipLostError ? err : new HaltedError(`sequencer halted: ${err instanceof Error ? err.message : String(err)}`);
     for (const p of failed) for (const w of p.waiters) w.reject(reason);
-    this.opts.onHalt?.(err);
+    if (first) this.opts.onHalt?.(err);
   }
 }

@@ -39,6 +39,7 @@ export class LeaderRole {
       tradesKept: config.publish.tradesKept,
       maxBatch: config.core.maxBatch,
       maxQueue: config.core.maxQueue,
+      maxInFlightBatches: config.core.maxInFlightBatches,
       log: opts.log,
       nodeName: opts.nodeName,
       replicated: opts.replicated,

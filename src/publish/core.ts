@@ -19,7 +19,7 @@ import { Sequencer, systemClock, type Clock, type CommittedBatch } from '../engi
 import type { ReplicatedMachine } from '../replication/replicated-machine.js';
 import { openSingleNode } from '../replication/single-node.js';
 import type { Layout } from './layout.js';
-import { Publisher } from './publisher.js';
+import { Publisher, captureView, type StateView } from './publisher.js';
 
 export interface CoreOptions {
   domain: DomainConfig;
@@ -43,6 +43,8 @@ export interface CoreOptions {
    * full resync per reader per rotation.
    */
   compaction?: { tombstonesPerAccount: number; tombstonesMin: number; maxOverhead?: number };
+  /** Batches sequenced while earlier ones wait for their majority (default 4). */
+  maxInFlightBatches?: number;
   clock?: Clock;
   logger?: Logger;
 }
@@ -65,6 +67,8 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
   readonly replayedEntries: number;
   /** Generations replaced by a compaction, still published until retired (bounded by the grace). */
   private readonly retiring: Publisher[] = [];
+  /** A compaction waits for the batches in flight to commit (it publishes the machine as it is). */
+  private compactWanted = false;
 
   constructor(readonly opts: CoreOptions) {
     super();
@@ -90,11 +94,14 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
       maxBatch: opts.maxBatch,
       maxQueue: opts.maxQueue,
       onCommitted: (batch) => this.committed(batch),
+      maxInFlightBatches: opts.maxInFlightBatches ?? 4,
+      capture: (effects) => captureView(this.machine, effects, opts.bookDepth),
+      hold: () => this.compactWanted,
       onHalt: (err) => opts.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 'sequencer stopped: this core takes no more writes'),
     });
   }
 
-  /** The hashed state machine (the leader's: at most one batch ahead of what is published). */
+  /** The hashed state machine (the leader's: up to maxInFlightBatches ahead of what is published). */
   get hashed(): HashedMachine {
     return this.replicated.machine;
   }
@@ -120,16 +127,24 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     this.committedSeq = batch.lastSeq;
     const last = batch.entries[batch.entries.length - 1]!;
     this.hash = last.stateHash;
-    this.pub.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch);
+    const view = batch.captured as StateView | undefined;
+    this.pub.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch, view);
     // Retiring generations keep receiving every batch until retired, so readers still on them
     // keep advancing while they sync the new one (no stall at a compaction).
-    for (const old of this.retiring) old.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch);
+    for (const old of this.retiring) old.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch, view);
     const { tombstonesPerAccount, tombstonesMin, maxOverhead = COMPACTION_DEFAULT.maxOverhead } = this.opts.compaction ?? COMPACTION_DEFAULT;
     const t = this.pub.tombstones;
     // At most one replaced generation in its handover grace: each is still published every batch,
     // so back-to-back compactions (a small state under a high rate) would multiply that cost.
-    if (this.retiring.length === 0 && t > tombstonesMin && (t > tombstonesPerAccount * this.machine.accountCount() || t * TOMBSTONE_BYTES > maxOverhead * this.pub.liveBytes)) {
-      // Called synchronously after the batch: the machine holds exactly the committed state.
+    if (this.compactWanted || (this.retiring.length === 0 && t > tombstonesMin && (t > tombstonesPerAccount * this.machine.accountCount() || t * TOMBSTONE_BYTES > maxOverhead * this.pub.liveBytes))) {
+      // A new generation is written from the machine itself, which must then hold exactly the
+      // committed state: with later batches in flight, hold new ones until those commit.
+      if (this.sequencer.batchesInFlight > 0) {
+        this.compactWanted = true;
+        this.emit('committed', batch);
+        return;
+      }
+      this.compactWanted = false;
       const old = this.pub;
       this.pub = new Publisher({ machine: this.machine, layout: this.opts.layout, bookDepth: this.opts.bookDepth, tradesKept: this.opts.tradesKept });
       this.pub.copyTrades(old);

@@ -8,7 +8,7 @@ import * as Y from 'yjs';
 import { randomUUID } from 'node:crypto';
 import { assert } from '../domain/assert.js';
 import type { StateMachine } from '../domain/state-machine.js';
-import { INSURANCE_ACCOUNT, type BookLevel, type Effects, type LiquidationView, type TradeView } from '../domain/types.js';
+import { INSURANCE_ACCOUNT, type AccountView, type BookLevel, type Effects, type LiquidationView, type TradeView } from '../domain/types.js';
 import {
   ACCOUNTS, ASKS, BIDS, BOOK, CHANGED_AT, LIQUIDATIONS, META, META_DOC, STAMP, TRADES, encodeValue,
   accountShardDoc, docNames, marketDoc, shardOf, type Layout,
@@ -21,6 +21,42 @@ export interface PublisherOptions {
   tradesKept: number;
   /** Origin passed to Y.transact, so listeners can tell publisher writes apart. */
   origin?: unknown;
+}
+
+/**
+ * What the publisher reads of the state: the machine itself (when it is exactly at the published
+ * seq), or a batch's capture taken right after the batch was applied (captureView) — with several
+ * batches in flight the machine is already ahead of the batch being published.
+ */
+export type StateView = Pick<StateMachine, 'account' | 'book' | 'mark' | 'accountCount'>;
+
+/** The part of the state a batch's publishing reads, copied right after the batch was applied. */
+export function captureView(machine: StateMachine, effects: Effects, bookDepth: number): StateView {
+  const accounts = new Map<string, AccountView | undefined>();
+  for (const id of effects.accounts) accounts.set(id, machine.account(id));
+  accounts.set(INSURANCE_ACCOUNT, machine.account(INSURANCE_ACCOUNT));
+  const books = new Map<string, ReturnType<StateMachine['book']>>();
+  const marks = new Map<string, number | undefined>();
+  for (const m of effects.markets) {
+    books.set(m, machine.book(m, bookDepth));
+    marks.set(m, machine.mark(m));
+  }
+  const count = machine.accountCount();
+  return {
+    account: (id) => {
+      assert(accounts.has(id), `captured view has no account ${id}`);
+      return accounts.get(id);
+    },
+    book: (m, depth) => {
+      assert(books.has(m) && depth === bookDepth, `captured view has no book ${m} at depth ${depth}`);
+      return books.get(m);
+    },
+    mark: (m) => {
+      assert(marks.has(m), `captured view has no mark for ${m}`);
+      return marks.get(m);
+    },
+    accountCount: () => count,
+  };
 }
 
 /** A book of 50 levels a side and a few hundred kept trades encode to roughly this many bytes. */
@@ -85,14 +121,15 @@ export class Publisher {
     }
   }
 
-  /** Mirrors one durable commit batch. */
-  publishBatch(lastSeq: number, effects: Effects, stateHash: string, tsMs: number, epoch: number): void {
+  /** Mirrors one durable commit batch, reading `view` (the batch's capture; default the machine). */
+  publishBatch(lastSeq: number, effects: Effects, stateHash: string, tsMs: number, epoch: number, view?: StateView): void {
     assert(lastSeq > this.publishedSeq, `publish out of order: ${lastSeq} after ${this.publishedSeq}`);
-    this.write(lastSeq, effects, stateHash, tsMs, epoch, false);
+    this.write(lastSeq, effects, stateHash, tsMs, epoch, false, view);
   }
 
-  private write(seq: number, effects: Effects, stateHash: string, tsMs: number, epoch: number, all: boolean): void {
-    const { machine, layout } = this.opts;
+  private write(seq: number, effects: Effects, stateHash: string, tsMs: number, epoch: number, all: boolean, view?: StateView): void {
+    const { layout } = this.opts;
+    const machine: StateView = view ?? this.opts.machine;
     const changed = new Map<string, Array<() => void>>();
     const at = (name: string, fn: () => void) => {
       const list = changed.get(name);

@@ -2,9 +2,11 @@
 // unknown fields, malformed or non-contiguous entries are refused (the link is then closed).
 import { describe, expect, it } from 'vitest';
 import { packFrame } from '../../src/http/order-session.js';
+import type { LogEntry } from '../../src/log/command-log.js';
+import type { Command, Result, Seq } from '../../src/domain/types.js';
 import { decodeMessage, encodeMessage, MSG_APPEND, MSG_VOTE, type ClusterMessage } from '../../src/replication/messages.js';
 
-const entry = (seq: number) => ({ epoch: 2, seq, clientId: `c-${seq}`, tsMs: 1_700_000_000_000 + seq, command: { type: 'deposit', account: 'a', amount: 5 }, result: { status: 'accepted', collateral: 5 * seq }, stateHash: seq % 2 ? '' : 'ab'.repeat(32) });
+const entry = (seq: number): LogEntry => ({ epoch: 2, seq: seq as Seq, clientId: `c-${seq}`, tsMs: 1_700_000_000_000 + seq, command: { type: 'deposit', account: 'a', amount: 5 } as Command, result: { status: 'accepted', collateral: 5 * seq } as unknown as Result, stateHash: seq % 2 ? '' : 'ab'.repeat(32) });
 const append: ClusterMessage = { t: MSG_APPEND, cluster: 'c1', from: 'core-a', epoch: 2, prevSeq: 9, prevEpoch: 1, entries: [entry(10), entry(11), entry(12)], commit: 9 };
 
 describe('cluster message codec', () => {
