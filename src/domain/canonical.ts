@@ -82,3 +82,38 @@ class Writer {
     this.out += '}';
   }
 }
+
+/**
+ * canonicalJson(a) === canonicalJson(b), without building either string (a follower compares every
+ * stored result with its own): same plain data, key order ignored, undefined properties absent.
+ * Values canonicalJson would refuse (non-integers, non-plain objects) compare unequal here; the
+ * caller's own canonicalJson of the mismatch then reports them.
+ */
+export function sameData(a: unknown, b: unknown): boolean {
+  if (a === b) return typeof a !== 'number' || Number.isSafeInteger(a);
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') {
+    // 0 and -0 are one value in canonical JSON.
+    return typeof a === 'number' && typeof b === 'number' && a === 0 && b === 0;
+  }
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bb = b as unknown[];
+    if (a.length !== bb.length) return false;
+    for (let i = 0; i < a.length; i++) if (a[i] === undefined || !sameData(a[i], bb[i])) return false;
+    return true;
+  }
+  const pa = Object.getPrototypeOf(a);
+  const pb = Object.getPrototypeOf(b);
+  if ((pa !== Object.prototype && pa !== null) || (pb !== Object.prototype && pb !== null)) return false;
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  let na = 0;
+  for (const k of Object.keys(ra)) {
+    if (ra[k] === undefined) continue;
+    na++;
+    if (!sameData(ra[k], rb[k])) return false;
+  }
+  let nb = 0;
+  for (const k of Object.keys(rb)) if (rb[k] !== undefined) nb++;
+  return na === nb;
+}

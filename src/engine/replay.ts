@@ -5,7 +5,7 @@
 // which sits in engine/ above log/; log/ only stores and returns entries and knows no state machine.
 // Invariants: replay never writes to the log; any difference between a stored result or hash and a
 // fresh apply throws LogCorruptError (nondeterminism halts loudly, it never silently diverges).
-import { canonicalJson } from '../domain/canonical.js';
+import { canonicalJson, sameData } from '../domain/canonical.js';
 import type { DomainConfig } from '../domain/types.js';
 import { LogCorruptError, type CommandLog, type LogEntry } from '../log/command-log.js';
 import { HashedMachine } from './hashed-machine.js';
@@ -14,7 +14,7 @@ import { HashedMachine } from './hashed-machine.js';
 export function applyChecked(machine: HashedMachine, e: LogEntry): void {
   // An entry without a hash is inside a batch: the batch's last entry carries (and checks) it.
   const { result, stateHash } = machine.apply({ seq: e.seq, tsMs: e.tsMs, command: e.command }, e.stateHash !== '');
-  if (canonicalJson(result) !== canonicalJson(e.result)) {
+  if (!sameData(result, e.result)) {
     throw new LogCorruptError(`diverged at seq ${e.seq}: log says ${canonicalJson(e.result)}, state machine says ${canonicalJson(result)}`);
   }
   if (stateHash !== e.stateHash) {

@@ -71,7 +71,8 @@ export class HaltedError extends Error {
 
 interface Pending {
   submission: Submission;
-  canonical: string;
+  /** canonicalJson(submission.command), computed only if a retry of the client id needs it. */
+  canonical?: string;
   waiters: Array<{ resolve: (o: Outcome) => void; reject: (err: unknown) => void }>;
 }
 
@@ -146,12 +147,11 @@ export class Sequencer {
   }
 
   private submitOne(submission: Submission): Promise<Outcome> {
-    const canonical = canonicalJson(submission.command);
     // In flight first: an entry can be in the log but not yet replicated, and must not be
     // acknowledged (as a duplicate) before it is committed.
     const pending = this.inFlight.get(submission.clientId);
     if (pending !== undefined) {
-      if (pending.canonical !== canonical) return Promise.resolve({ kind: 'conflict', clientId: submission.clientId, seq: null });
+      if ((pending.canonical ??= canonicalJson(pending.submission.command)) !== canonicalJson(submission.command)) return Promise.resolve({ kind: 'conflict', clientId: submission.clientId, seq: null });
       // Same command retried while the first is still in flight: answer both with the first's entry.
       return new Promise((resolve, reject) =>
         pending.waiters.push({ resolve: (o) => resolve(o.kind === 'committed' ? { ...o, kind: 'duplicate' } : o), reject }),
@@ -159,13 +159,13 @@ export class Sequencer {
     }
     const stored = this.opts.log.findByClientId(submission.clientId);
     if (stored !== undefined) {
-      if (canonicalJson(stored.command) !== canonical) {
+      if (canonicalJson(stored.command) !== canonicalJson(submission.command)) {
         return Promise.resolve({ kind: 'conflict', clientId: submission.clientId, seq: stored.seq });
       }
       return Promise.resolve({ kind: 'duplicate', clientId: stored.clientId, seq: stored.seq, tsMs: stored.tsMs, result: stored.result });
     }
     return new Promise((resolve, reject) => {
-      const p: Pending = { submission, canonical, waiters: [{ resolve, reject }] };
+      const p: Pending = { submission, waiters: [{ resolve, reject }] };
       this.queue.push(p);
       this.inFlight.set(submission.clientId, p);
       this.schedule();

@@ -44,3 +44,29 @@ describe('ints', () => {
     expect(() => assert(1, 'fine')).not.toThrow();
   });
 });
+
+describe('sameData', () => {
+  it('agrees with comparing canonicalJson strings on random plain data, including near misses', async () => {
+    const { sameData } = await import('../../src/domain/canonical.js');
+    const { mulberry32 } = await import('../../sim/prng.js');
+    const rnd = mulberry32(11);
+    const gen = (depth: number): unknown => {
+      const r = rnd();
+      if (depth > 3 || r < 0.3) return [null, true, false, 0, -0, 1, -7, 'a', 'b', undefined][Math.floor(rnd() * 10)];
+      if (r < 0.6) return Array.from({ length: Math.floor(rnd() * 3) }, () => gen(depth + 1) ?? null);
+      const o: Record<string, unknown> = {};
+      for (const k of ['x', 'y', 'z'].slice(0, Math.floor(rnd() * 4))) o[k] = gen(depth + 1);
+      return o;
+    };
+    const mutate = (v: unknown): unknown => (rnd() < 0.5 ? v : JSON.parse(JSON.stringify(v ?? null).replace(/1/, '2').replace(/"x"/, '"y"')));
+    for (let i = 0; i < 5000; i++) {
+      const a = gen(0) ?? null;
+      const b = mutate(structuredClone(a));
+      expect(sameData(a, b)).toBe(canonicalJson(a) === canonicalJson(b));
+    }
+    expect(sameData({ a: 1, b: undefined }, { a: 1 })).toBe(true);
+    expect(sameData({ a: 0 }, { a: -0 })).toBe(true);
+    expect(sameData([1], { 0: 1 })).toBe(false);
+    expect(sameData(1.5, 1.5)).toBe(false);
+  });
+});
