@@ -38,6 +38,7 @@ import type {
   DomainConfig,
   DomainLimits,
   Effects,
+  TimeInForce,
   Envelope,
   Fill,
   LiquidationView,
@@ -139,6 +140,73 @@ export class StateMachine {
     }
     this.seqLast = env.seq;
     return result;
+  }
+
+  /**
+   * The whole state as plain data in a canonical order (accounts by id, positions by market, orders
+   * by id, markets by symbol), for a snapshot (docs/snapshots.md). fromSnapshot() rebuilds an
+   * identical machine: same state hash, same answers to every later command (a book's queue order
+   * is its orders' id order, which is their arrival order).
+   */
+  exportState(): StateSnapshot {
+    const bySymbol = [...this.symbols].sort(compareStr);
+    return {
+      v: 1,
+      lastSeq: this.seqLast,
+      netDeposits: this.netDeposits,
+      marks: bySymbol.filter((m) => this.marks.has(m)).map((m) => [m, this.marks.get(m)!] as [string, number]),
+      openInterest: bySymbol.map((m) => [m, this.openInterest.get(m) ?? 0] as [string, number]),
+      accounts: [...this.accounts.keys()].sort(compareStr).map((id) => {
+        const a = this.accounts.get(id)!;
+        return {
+          id,
+          collateral: a.collateral,
+          positions: [...a.positions.values()].sort((x, y) => compareStr(x.market, y.market)).map((p) => ({ market: p.market, qty: p.qty, costBasis: p.costBasis, realizedPnl: p.realizedPnl })),
+        };
+      }),
+      orders: [...this.orders.values()]
+        .sort((x, y) => x.orderId - y.orderId)
+        .map((o) => ({ orderId: o.orderId, account: o.account, market: o.market, side: o.side, price: o.price, qty: o.qty, remaining: o.remaining, tif: o.tif, seq: o.seq })),
+    };
+  }
+
+  /** A machine holding exactly `snap` (from exportState, possibly of another node). */
+  static fromSnapshot(config: DomainConfig, snap: StateSnapshot): StateMachine {
+    assert(snap.v === 1, `snapshot format ${String(snap.v)}, this build reads 1`);
+    const m = new StateMachine(config);
+    m.seqLast = snap.lastSeq;
+    m.netDeposits = snap.netDeposits;
+    m.marks.clear();
+    for (const [market, mark] of snap.marks) {
+      assert(m.books.has(market), `snapshot mark for unknown market ${market}`);
+      m.marks.set(market, mark);
+    }
+    for (const [market, oi] of snap.openInterest) {
+      assert(m.books.has(market), `snapshot open interest for unknown market ${market}`);
+      m.openInterest.set(market, oi);
+    }
+    for (const a of snap.accounts) {
+      const acct = m.createAccount(a.id);
+      acct.collateral = a.collateral;
+      for (const p of a.positions) {
+        assert(m.books.has(p.market), `snapshot position in unknown market ${p.market}`);
+        acct.positions.set(p.market, { market: p.market, qty: p.qty, costBasis: p.costBasis, realizedPnl: p.realizedPnl });
+        if (p.qty !== 0) m.holders.get(p.market)!.add(a.id);
+      }
+    }
+    let previous = 0;
+    for (const o of snap.orders) {
+      assert(o.orderId > previous, 'snapshot orders out of order');
+      previous = o.orderId;
+      const acct = m.accounts.get(o.account);
+      const book = m.books.get(o.market);
+      assert(acct !== undefined && book !== undefined, `snapshot order ${o.orderId} of an unknown account or market`);
+      const order: RestingOrder = { ...o, level: null, prev: null, next: null };
+      book.sideOf(o.side).add(order);
+      m.orders.set(o.orderId, order);
+      acct.orders.set(o.orderId, order);
+    }
+    return m;
   }
 
   /** What changed since the last drain; the publisher calls this once per commit batch. */
@@ -604,6 +672,17 @@ export class StateMachine {
     this.pending.accounts.add(o.account);
   }
 
+}
+
+/** The machine's whole state as plain data (StateMachine.exportState). */
+export interface StateSnapshot {
+  v: 1;
+  lastSeq: number;
+  netDeposits: number;
+  marks: Array<[string, number]>;
+  openInterest: Array<[string, number]>;
+  accounts: Array<{ id: AccountId; collateral: number; positions: Array<{ market: string; qty: number; costBasis: number; realizedPnl: number }> }>;
+  orders: Array<{ orderId: OrderId; account: AccountId; market: string; side: Side; price: PriceTicks; qty: QtyLots; remaining: QtyLots; tif: TimeInForce; seq: Seq }>;
 }
 
 /** Ids starting with '#' are the machine's own (the insurance fund): no client command may use them. */
