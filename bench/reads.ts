@@ -13,7 +13,7 @@ import { freePort } from '../sim/process-cluster.js';
 import { BenchProcs } from './lib/procs.js';
 import { measureReads } from './lib/throughput.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, accounts: { type: 'string', default: '500' }, 'cpu-prof': { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, accounts: { type: 'string', default: '500' }, 'cpu-prof': { type: 'boolean', default: false }, 'same-headers': { type: 'boolean', default: false } } });
 const SECONDS = Number(values.seconds);
 const ACCOUNTS = Number(values.accounts);
 const dir = mkdtempSync(join(tmpdir(), 'sm-reads-'));
@@ -38,7 +38,7 @@ try {
   const seq = ((await (await fetch(`${coreUrl}/v1/status`)).json()) as { seq: number }).seq;
   const readUrl = await procs.start([...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', 'bench/results/prof-reads'] : []), '--import', 'tsx', 'bench/proc/read-node.ts', configPath, coreUrl, '-', 'local'], /READY (\S+)/);
   await fetch(`${readUrl}/v1/status?minSeq=${seq}&waitMs=5000`);
-  const bareUrl = await procs.start(['--import', 'tsx', 'bench/proc/bare-hono.ts', readUrl, token, ids.join(',')], /READY (\S+)/);
+  const bareUrl = await procs.start(['--import', 'tsx', 'bench/proc/bare-hono.ts', readUrl, token, ids.join(','), values['same-headers'] ? 'same-headers' : '-'], /READY (\S+)/);
   const paths = ids.map((id) => `/v1/accounts/${id}`);
   const ratios: number[] = [];
   for (let r = 0; r < Number(values.rounds); r++) {

@@ -308,10 +308,11 @@ export async function measureReads(opts: { baseUrl: string; paths: string[]; dur
 }
 
 /** The read baseline: GET /v1/accounts/:id answered from a Map with c.json(object). */
-export async function startBareHono(objects: Map<string, unknown>): Promise<{ url: string; close(): Promise<void> }> {
+export async function startBareHono(objects: Map<string, unknown>, headers: Record<string, string> = {}): Promise<{ url: string; close(): Promise<void> }> {
   const app = new Hono();
   app.get('/v1/accounts/:id', (c) => {
     const obj = objects.get(c.req.param('id'));
+    for (const [k, v] of Object.entries(headers)) c.header(k, v);
     return obj === undefined ? c.json({ error: { code: 'unknown_account', message: 'no such account' } }, 404) : c.json(obj);
   });
   const server = await listen(app, '127.0.0.1', 0);
