@@ -7,7 +7,7 @@
 // so all compute hashes the same way. Effects accumulate across entries until the publisher drains
 // them per batch. Invariant: after flush(), the hash equals hashFromScratch(machine).
 import { StateMachine } from '../domain/state-machine.js';
-import type { DomainConfig, Effects, Envelope, Result, Seq } from '../domain/types.js';
+import type { AccountView, DomainConfig, Effects, Envelope, Result, Seq } from '../domain/types.js';
 import { StateHasher } from './state-hash.js';
 
 export class HashedMachine {
@@ -20,6 +20,8 @@ export class HashedMachine {
   private readonly dirtyAccounts = new Set<string>();
   private readonly dirtyMarkets = new Set<string>();
   private hashedSeq = 0;
+  /** The account views the last flush built (fresh objects, never mutated): publishing reuses them. */
+  private flushed = new Map<string, AccountView>();
 
   constructor(domain: DomainConfig) {
     this.machine = new StateMachine(domain);
@@ -60,7 +62,12 @@ export class HashedMachine {
 
   private flush(): void {
     if (this.hashedSeq === this.machine.lastSeq && this.dirtyAccounts.size === 0 && this.dirtyMarkets.size === 0) return;
-    for (const id of this.dirtyAccounts) this.hasher.update(this.machine.account(id)!);
+    this.flushed = new Map();
+    for (const id of this.dirtyAccounts) {
+      const view = this.machine.account(id)!;
+      this.flushed.set(id, view);
+      this.hasher.update(view);
+    }
     this.dirtyAccounts.clear();
     this.hasher.recordMarkets(this.machine, this.dirtyMarkets);
     this.dirtyMarkets.clear();
@@ -70,6 +77,18 @@ export class HashedMachine {
     }
     this.hashedSeq = this.machine.lastSeq;
     this.hash = this.hasher.hash(this.hashedSeq);
+  }
+
+  /**
+   * The view of `id` as of the last checkpoint, if that checkpoint touched it and nothing was
+   * applied since; else built now. Either way the current state's view.
+   */
+  accountView(id: string): AccountView | undefined {
+    if (this.hashedSeq === this.machine.lastSeq) {
+      const v = this.flushed.get(id);
+      if (v !== undefined) return v;
+    }
+    return this.machine.account(id);
   }
 
   /** What every entry applied since the last drain touched. */

@@ -95,7 +95,8 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
       maxQueue: opts.maxQueue,
       onCommitted: (batch) => this.committed(batch),
       maxInFlightBatches: opts.maxInFlightBatches ?? 4,
-      capture: (effects) => captureView(this.machine, effects, opts.bookDepth),
+      // The checkpoint that ended the batch already built the touched accounts' views: reuse them.
+      capture: (effects) => captureView(this.machine, effects, opts.bookDepth, (id) => this.hashed.accountView(id)),
       hold: () => this.compactWanted,
       onHalt: (err) => opts.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 'sequencer stopped: this core takes no more writes'),
     });

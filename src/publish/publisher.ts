@@ -31,10 +31,10 @@ export interface PublisherOptions {
 export type StateView = Pick<StateMachine, 'account' | 'book' | 'mark' | 'accountCount'>;
 
 /** The part of the state a batch's publishing reads, copied right after the batch was applied. */
-export function captureView(machine: StateMachine, effects: Effects, bookDepth: number): StateView {
+export function captureView(machine: StateMachine, effects: Effects, bookDepth: number, accountView: (id: string) => AccountView | undefined = (id) => machine.account(id)): StateView {
   const accounts = new Map<string, AccountView | undefined>();
-  for (const id of effects.accounts) accounts.set(id, machine.account(id));
-  accounts.set(INSURANCE_ACCOUNT, machine.account(INSURANCE_ACCOUNT));
+  for (const id of effects.accounts) accounts.set(id, accountView(id));
+  accounts.set(INSURANCE_ACCOUNT, accountView(INSURANCE_ACCOUNT));
   const books = new Map<string, ReturnType<StateMachine['book']>>();
   const marks = new Map<string, number | undefined>();
   for (const m of effects.markets) {
