@@ -94,7 +94,9 @@ interface Served {
 }
 
 export class SyncServer {
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
+  // No compression, ever: sendFrame() writes pre-framed bytes straight to the socket, which is only
+  // safe while ws's sender writes synchronously and queues nothing (as it does without deflate).
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024, perMessageDeflate: false });
   /** The current generation and any retiring ones still served during a handover. */
   private readonly served = new Map<string, Served>();
   private currentGeneration: string | null = null;
