@@ -37,6 +37,8 @@ const { values } = parseArgs({
     config: { type: 'string' },
     /** Commands per HTTP request (requests go out every 10 ms). */
     'max-in-flight': { type: 'string', default: '64' },
+    /** Profile the read node processes (written to bench/results/prof-lag on exit). */
+    'cpu-prof': { type: 'boolean', default: false },
   },
 });
 const RATE = Number(values.rate);
@@ -192,7 +194,8 @@ async function main(): Promise<void> {
       proxies.push(proxy);
       ups.push(`http://127.0.0.1:${proxy.port}`);
     }
-    regionUrl.set(region.name, await procs.start(['--import', 'tsx', 'bench/proc/read-node.ts', configPath, ups.join(','), '-', region.name], /READY (\S+)/));
+    const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', `bench/results/prof-lag/${region.name}`] : [];
+    regionUrl.set(region.name, await procs.start([...prof, '--import', 'tsx', 'bench/proc/read-node.ts', configPath, ups.join(','), '-', region.name], /READY (\S+)/));
     const upFloor = region.upstream === 'core' ? 0 : floorOf.get(region.upstream)!;
     floorOf.set(region.name, upFloor + (await measureFloorMs(link)));
   }
@@ -212,6 +215,7 @@ async function main(): Promise<void> {
   let inFlight = 0;
   let skipped = 0;
   let errors = 0;
+  const errorCodes: Record<string, number> = {};
   let n = 0;
   let sent = 0;
   t0 = performance.now();
@@ -237,7 +241,11 @@ async function main(): Promise<void> {
         const s = performance.now();
         post(commands).then(
           () => recordMs(acks, performance.now() - s),
-          () => errors++,
+          (err: unknown) => {
+            errors++;
+            const code = /"code":"([a-z_]+)"/.exec(String(err))?.[1] ?? (err instanceof Error ? err.message.slice(0, 40) : 'error');
+            errorCodes[code] = (errorCodes[code] ?? 0) + 1;
+          },
         ).finally(() => inFlight--);
       }
       setTimeout(tick, Math.max(0, t0! + sent * TICK_MS - performance.now()));
@@ -268,7 +276,7 @@ async function main(): Promise<void> {
   const md = [
     `# Commit→visible lag per region, every node its own process`,
     '',
-    `${new Date().toISOString()}, node ${process.version}; ${RATE} cmds/s offered for ${elapsedS.toFixed(1)} s (${perTick} per request every ${TICK_MS} ms), ${committed} committed (${fmt(committed / elapsedS, 0)}/s), ${skipped} ticks skipped at ${MAX_IN_FLIGHT} requests in flight, ${errors} request errors. ${config.core.nodes.length} core nodes (majority commit), ${ACCOUNTS} accounts.`,
+    `${new Date().toISOString()}, node ${process.version}; ${RATE} cmds/s offered for ${elapsedS.toFixed(1)} s (${perTick} per request every ${TICK_MS} ms), ${committed} committed (${fmt(committed / elapsedS, 0)}/s), ${skipped} ticks skipped at ${MAX_IN_FLIGHT} requests in flight, ${errors} request errors${errors ? ` (${Object.entries(errorCodes).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}. ${config.core.nodes.length} core nodes (majority commit), ${ACCOUNTS} accounts.`,
     '',
     `Lag = arrival of a meta update at an observer on the region's node − the commit batch's stamp (whole ms, so ±1 ms). Floor = half the median round trip of a ping through a proxy with the same link settings, summed along the region's path (same run). Goal: p99 ≤ floor + 5 ms.`,
     '',
