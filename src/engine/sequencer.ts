@@ -185,7 +185,9 @@ export class Sequencer {
   private flush(): void {
     const max = this.opts.maxInFlightBatches ?? 1;
     const { target } = this.opts;
-    while (this.halted === null && this.queue.length > 0 && this.inFlightBatches < max && !this.opts.hold?.()) {
+    // One batch per event-loop turn: a batch of orders can take tens of ms to apply, and several in
+    // one turn would starve the heartbeats (followers would start an election under load).
+    if (this.halted === null && this.queue.length > 0 && this.inFlightBatches < max && !this.opts.hold?.()) {
       const batch = this.queue.splice(0, this.opts.maxBatch);
       let entries: LogEntry[];
       try {
@@ -209,6 +211,7 @@ export class Sequencer {
           this.halt(err, batch);
         },
       );
+      if (this.queue.length > 0) this.schedule();
     }
   }
 

@@ -87,6 +87,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       nodeName: this.name,
       wallMs: () => clock.nowMs(),
       onReady: () => this.onReady(),
+      defer: (fn) => setImmediate(() => this.guarded(fn)),
     });
     const { replication } = config;
     this.transport = new ClusterTransport({

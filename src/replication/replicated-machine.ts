@@ -33,6 +33,14 @@ export interface ReplicatedMachineOptions {
   onReady?: (epoch: number) => void;
   /** Committed through `commit`; the machine holds exactly that (on followers, and on a leader with nothing in flight). */
   onApplied?: (commit: number) => void;
+  /**
+   * Runs `fn` on a later turn (setImmediate). With it, a follower applies committed entries at most
+   * APPLY_CHUNK per turn, so a burst of commits (pipelined batches of thousands of orders) never
+   * stalls its event loop long enough to miss heartbeats or starve the leader's quorum check. Its
+   * acks never wait for apply (they follow the durable append). Without it (the deterministic
+   * simulator), entries are applied at once.
+   */
+  defer?: (fn: () => void) => void;
 }
 
 export class ReplicatedMachine implements SequencerTarget {
@@ -43,6 +51,9 @@ export class ReplicatedMachine implements SequencerTarget {
   private lastTsMs = 0;
   private wasLeader = false;
   private waiters: Array<{ seq: number; resolve: () => void; reject: (err: unknown) => void }> = [];
+  /** Follower: committed entries are applied up to here, a chunk per turn (see `defer`). */
+  private applyTarget = 0;
+  private applyScheduled = false;
 
   constructor(private readonly o: ReplicatedMachineOptions) {
     this.machine = new HashedMachine(o.domain);
@@ -114,10 +125,31 @@ export class ReplicatedMachine implements SequencerTarget {
       let i = 0;
       while (i < this.waiters.length && this.waiters[i]!.seq <= commit) i += 1;
       for (const w of this.waiters.splice(0, i)) w.resolve();
-    } else if (!this.applyThrough(commit)) {
+      this.o.onApplied?.(commit);
       return;
     }
-    this.o.onApplied?.(commit);
+    this.applyTarget = Math.max(this.applyTarget, commit);
+    if (!this.o.defer) {
+      if (this.applyThrough(commit)) this.o.onApplied?.(commit);
+      return;
+    }
+    if (!this.applyScheduled) this.applyStep();
+  }
+
+  /** Applies the next chunk of committed entries; schedules the rest for a later turn. */
+  private applyStep(): void {
+    this.applyScheduled = false;
+    // A node that became leader applied its whole log when it did (onRole).
+    if (this.raft.isLeader) return;
+    const target = Math.min(this.applyTarget, this.raft.commit);
+    if (this.machine.lastSeq >= target) return;
+    const upTo = Math.min(target, this.machine.lastSeq + APPLY_CHUNK);
+    if (!this.applyThrough(upTo)) return;
+    this.o.onApplied?.(upTo);
+    if (upTo < target) {
+      this.applyScheduled = true;
+      this.o.defer!(() => this.applyStep());
+    }
   }
 
   private becomeReady(): void {
