@@ -14,7 +14,9 @@ import {
   accountShardDoc, completeSeq, docNames, marketDoc, shardOf, stampSeq,
 } from '../../src/publish/layout.js';
 import { mulberry32 } from '../domain/helpers.js';
-import { BTC, MARKETS, cmd, commandStream, makeCore, seedFromEnv, within } from '../core/helpers.js';
+import { BTC, MARKETS, cmd, commandStream, makeCore, seedFromEnv, testConfig, within } from '../core/helpers.js';
+import { openSingleNode } from '../../src/replication/single-node.js';
+import { systemClock } from '../../src/engine/sequencer.js';
 
 const SEED = seedFromEnv();
 console.log(`publisher.test SIM_SEED=${SEED}`);
@@ -118,7 +120,18 @@ async function submitAll(core: Core, commands: readonly Command[], prefix: strin
 
 describe('mirror equivalence', () => {
   it('replicas fed only by update events equal the committed state after every batch (batches pipelined); one update per touched doc, none elsewhere', async () => {
-    const core = makeCore({ maxBatch: 16, tradesKept: TRADES_KEPT, maxInFlightBatches: 4 });
+    // A commit that takes a couple of ms (as a majority's acks do), so batches overlap: a single
+    // node in memory would commit each batch before the next one starts.
+    const log = new MemoryCommandLog();
+    const single = openSingleNode({ domain: testConfig(), log, nodeName: 'core', clock: systemClock });
+    const slow = new Proxy(single, {
+      get(target, prop) {
+        if (prop === 'committed') return (seq: number) => target.committed(seq).then(() => new Promise<void>((r) => setTimeout(r, 2)));
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const core = makeCore({ maxBatch: 16, tradesKept: TRADES_KEPT, maxInFlightBatches: 4, log, replicated: slow });
     cores.push(core);
     // The committed state after each batch, rebuilt from the batch's own entries: with batches in
     // flight the core's machine is already ahead of the batch being published.
