@@ -441,15 +441,20 @@ export class StateMachine {
     const stp: RestingOrder[] = [];
     const outOfBand: RestingOrder[] = [];
     let remaining: number = c.qty;
+    // A market without a mark yet (no reference price, no trade) has no band to start from: the
+    // command's first fill price becomes its reference, so one command still moves the mark by at
+    // most the band (an unbanded sweep could jump it far enough to leave a maker in deficit).
+    let ref = bnd;
     scan: for (let i = opp.levels.length - 1; i >= 0 && remaining > 0; i--) {
       const level = opp.levels[i]!;
       if (c.side === 'buy' ? level.price > c.price : level.price < c.price) break;
-      const drifted = bnd !== null && (level.price < bnd.lo || level.price > bnd.hi);
+      const drifted = ref !== null && (level.price < ref.lo || level.price > ref.hi);
       for (const maker of ordersOf(level)) {
         if (remaining === 0) break scan;
         if (maker.account === a.id) stp.push(maker); // self-trade prevention, cancel-resting
         else if (drifted) outOfBand.push(maker); // its price left the band: cancelled, never traded
         else {
+          ref ??= band(level.price, this.risk.priceBandBps);
           const q = Math.min(remaining, maker.remaining);
           plan.push({ maker, q, price: level.price });
           remaining -= q;

@@ -49,6 +49,20 @@ describe('issue 10 scenarios, with the committed config', () => {
     return { m, apply };
   };
 
+  it('a market with no mark yet: a sweep is banded around its first fill, so no maker is left in deficit', () => {
+    // Found by the adversarial simulation (SIM_SEED=1001858507): a buy swept ETH from 10 281 to
+    // 41 174 in one command, and the short maker at 10 281 was liquidated with a deficit.
+    const { m, apply } = run();
+    for (const id of ['A', 'B', 'T']) apply({ type: 'deposit', account: id, amount: 10_000_000 } as Command);
+    apply({ type: 'place_order', account: 'A', market: 'ETH-USD', side: 'sell', price: 10_281, qty: 36, tif: 'GTC' } as Command);
+    apply({ type: 'place_order', account: 'B', market: 'ETH-USD', side: 'sell', price: 41_174, qty: 11, tif: 'GTC' } as Command);
+    const r = apply({ type: 'place_order', account: 'T', market: 'ETH-USD', side: 'buy', price: 82_632, qty: 47, tif: 'IOC' } as Command);
+    expect(r).toMatchObject({ status: 'accepted', fills: [{ makerAccount: 'A', price: 10_281, qty: 36 }] });
+    expect(r.status === 'accepted' && r.bandCancelled).toEqual([expect.any(Number)]);
+    expect(m.machine.mark('ETH-USD')).toBe(10_281);
+    expect(r.status === 'accepted' && r.liquidated).toBeFalsy();
+  });
+
   it('a sell @1 against a bid @30 000 with collateral 1 000 is refused: margin on the fill price', () => {
     const { m, apply } = run();
     apply({ type: 'deposit', account: 'X', amount: 1_000 } as Command);
