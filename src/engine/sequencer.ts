@@ -87,6 +87,13 @@ export interface SequencerOptions {
   onHalt?: (err: unknown) => void;
   /** Batches sequenced and not yet committed, at most (default 1: no pipelining). */
   maxInFlightBatches?: number;
+  /**
+   * With a batch already in flight, another starts only once this many commands are queued (default
+   * min(256, maxBatch)): each batch costs an fsync and an APPEND round on every node, so under
+   * moderate load it is cheaper to let the queue grow into one big batch than to ship many small
+   * ones; under heavy load batches overlap.
+   */
+  minPipelinedBatch?: number;
   /** Called right after a batch is applied, with its effects; the value rides to onCommitted. */
   capture?: (effects: Effects) => unknown;
   /** While this answers true no new batch starts (e.g. a compaction waiting for the pipeline to drain). */
@@ -187,7 +194,8 @@ export class Sequencer {
     const { target } = this.opts;
     // One batch per event-loop turn: a batch of orders can take tens of ms to apply, and several in
     // one turn would starve the heartbeats (followers would start an election under load).
-    if (this.halted === null && this.queue.length > 0 && this.inFlightBatches < max && !this.opts.hold?.()) {
+    const minPipelined = this.inFlightBatches > 0 ? (this.opts.minPipelinedBatch ?? Math.min(256, this.opts.maxBatch)) : 1;
+    if (this.halted === null && this.queue.length >= minPipelined && this.inFlightBatches < max && !this.opts.hold?.()) {
       const batch = this.queue.splice(0, this.opts.maxBatch);
       let entries: LogEntry[];
       try {
