@@ -168,3 +168,45 @@ async function waitForLeader(c: Cluster, old: Cluster['cores'][number]): Promise
   if (found) return found;
   return Promise.any(others.map((n) => n.waitForRole('primary', 10_000).then(() => n)));
 }
+
+describe('order-entry sessions under hostile input', () => {
+  it('random bytes, odd MessagePack values and oversized frames never take the node down nor reach the log', async () => {
+    const c = await start(1, { maxFrameBytes: 4096 });
+    const url = c.cores[0]!.url;
+    const token = await operatorToken(c.cores[0]!.config);
+    const { mulberry32 } = await import('../../sim/prng.js');
+    const rnd = mulberry32(99);
+    const frames: Array<Buffer | string> = [
+      Buffer.alloc(0),
+      Buffer.from([0xc1]),
+      Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff]), // array32 claiming 4G items
+      Buffer.from([0xdf, 0x7f, 0xff, 0xff, 0xff]), // map32 claiming 2G entries
+      Buffer.from([0xd6, 0xff, 0, 0, 0, 1]), // timestamp extension
+      packFrame([1, 2, 3]),
+      packFrame({ id: { nested: true }, commands: 'x' }),
+      packFrame({ id: 1, commands: [{ clientId: 'a', type: 'deposit', account: 'x', amount: 1e300 }] }),
+      // A "__proto__" key on the wire (an own property after JSON.parse): no prototype pollution.
+      packFrame(JSON.parse('{"id":2,"commands":[{"clientId":"b","type":"deposit","account":"x","amount":5,"__proto__":{"polluted":true}}]}')),
+      packFrame({ id: 3, commands: Array.from({ length: 5000 }, (_, i) => ({ clientId: `c${i}`, type: 'deposit', account: 'x', amount: 1 })) }),
+      Buffer.alloc(8192, 0x91),
+      'text frame',
+      ...Array.from({ length: 30 }, () => Buffer.from(Array.from({ length: 1 + Math.floor(rnd() * 200) }, () => Math.floor(rnd() * 256)))),
+    ];
+    for (const f of frames) {
+      const s = await Session.open(url, token);
+      s.ws.send(f);
+      s.send({ id: 'after', commands: [deposit(`ok-${Math.floor(rnd() * 1e9)}`, 'fuzz', 1)] });
+      // Either the bad frame is answered (and the good one after it) or the session is closed.
+      await s.until(2, 5000);
+      if (s.closeCode === null) expect(s.answers.at(-1)).toMatchObject({ id: 'after', results: [{ result: { status: 'accepted' } }] });
+      else expect([1009, 4400]).toContain(s.closeCode);
+      s.ws.terminate();
+    }
+    // The node is up and took only well-formed commands.
+    const status = await get(`${url}/v1/status`);
+    expect(status.status).toBe(200);
+    const acct = await get(`${url}/v1/accounts/x`);
+    expect(acct.status).toBe(404);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
