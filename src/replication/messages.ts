@@ -87,8 +87,29 @@ export type ClusterMessage = RaftMessage<LogEntry>;
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
+/**
+ * An APPEND's entries, encoded once however many followers they are shipped to: followers in step
+ * get the same entries (the same frozen objects from the log's tail), so the encoding is cached by
+ * the first entry and reused while the last one matches too.
+ */
+const encodedEntries = new WeakMap<object, { last: object; bytes: Buffer }>();
+const KEYS = new Map<string, Buffer>();
+const key = (k: string) => KEYS.get(k) ?? (KEYS.set(k, packr.pack(k)), KEYS.get(k)!);
+
 export function encodeMessage(msg: ClusterMessage): Buffer {
-  return packr.pack(msg);
+  if (msg.t !== MSG_APPEND || msg.entries.length === 0) return packr.pack(msg);
+  const first = msg.entries[0]!;
+  const last = msg.entries[msg.entries.length - 1]!;
+  let cached = encodedEntries.get(first);
+  if (cached === undefined || cached.last !== last) {
+    cached = { last, bytes: packr.pack(msg.entries) };
+    encodedEntries.set(first, cached);
+  }
+  // The same map a plain pack would write (MessagePack maps are just their pairs in sequence).
+  const fields = Object.entries(msg);
+  const parts: Buffer[] = [Buffer.from([0x80 | fields.length])];
+  for (const [k, v] of fields) parts.push(key(k), k === 'entries' ? cached.bytes : packr.pack(v));
+  return Buffer.concat(parts);
 }
 
 /** Decodes and validates one binary frame; throws on anything malformed. */

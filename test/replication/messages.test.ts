@@ -26,3 +26,16 @@ describe('cluster message codec', () => {
     expect(() => decodeMessage(Buffer.from([0xc1]))).toThrow();
   });
 });
+
+describe('APPEND encoding', () => {
+  it('encodes the entries once for every follower and decodes to the same message', () => {
+    const entries = [entry(10), entry(11), entry(12)];
+    const a = encodeMessage({ ...append, entries, commit: 9 } as ClusterMessage);
+    const b = encodeMessage({ ...append, from: 'core-a', entries: [...entries], commit: 12 } as ClusterMessage);
+    expect(decodeMessage(a)).toEqual({ ...append, entries, commit: 9 });
+    expect(decodeMessage(b)).toEqual({ ...append, entries, commit: 12 });
+    // Another range starting at the same entry is not confused with the cached one.
+    const c = encodeMessage({ ...append, entries: entries.slice(0, 2) } as ClusterMessage);
+    expect((decodeMessage(c) as { entries: unknown[] }).entries).toEqual(entries.slice(0, 2));
+  });
+});
