@@ -6,7 +6,8 @@
 // that frame); acks leave in the order the requests came in, whatever order they complete in;
 // everything is bounded — sessions (maxSessions), frame bytes, commands per frame, commands in
 // flight per session (a frame over the window is answered `overloaded`, like HTTP's 429, and not
-// queued), and unsent ack bytes (a client that stops reading is closed as a slow consumer). A
+// queued), requests not yet answered (MAX_UNANSWERED_FRAMES), and unsent ack bytes (a client that
+// stops reading is closed as a slow consumer). A
 // session lives on one leader: when this node stops leading, requests still in flight are answered
 // `not_primary` (outcome unknown: retry with the same clientIds at the new leader) and the session
 // is closed with 4503.
@@ -28,6 +29,8 @@ export const CLOSE_NOT_PRIMARY = 4503;
 export const CLOSE_UNAUTHENTICATED = 4401;
 export const CLOSE_BAD_FRAME = 4400;
 export const CLOSE_SLOW_CONSUMER = 4508;
+/** Requests of one session not yet answered, at most (answers leave in order). */
+export const MAX_UNANSWERED_FRAMES = 4096;
 
 export interface SessionLimits {
   maxSessions: number;
@@ -159,6 +162,14 @@ export class OrderSessionServer {
         frame = packr.unpack(data);
       } catch {
         ws.close(CLOSE_BAD_FRAME, 'frames are binary MessagePack');
+        return;
+      }
+      // Answers wait for every earlier one, so frames refused at once (not counted in the window)
+      // pile up behind one slow request: bounded too.
+      if (slots.length >= MAX_UNANSWERED_FRAMES) {
+        this.stats.closedSlow++;
+        ws.close(CLOSE_SLOW_CONSUMER, `more than ${MAX_UNANSWERED_FRAMES} requests unanswered`);
+        closing = true;
         return;
       }
       const id = typeof frame === 'object' && frame !== null && 'id' in frame ? (frame as { id: unknown }).id : null;
