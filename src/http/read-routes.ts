@@ -11,6 +11,7 @@ import { authorizeAccountRead } from '../auth/rules.js';
 import { ACCOUNT_ID } from './schemas.js';
 import type { AccountView } from '../domain/types.js';
 import { errorBody, requestError } from './errors.js';
+import { headerOf } from './node-request.js';
 
 export type { ReadModel, ReadScope };
 
@@ -100,7 +101,7 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
   /** 304 when the client holds this version (If-None-Match), else the cached or freshly serialized body. */
   const versioned = (c: Context, key: string, etag: string, make: () => unknown): Response => {
     c.header('etag', etag);
-    if (c.req.header('if-none-match') === etag) return c.body(null, 304);
+    if (headerOf(c, 'if-none-match') === etag) return c.body(null, 304);
     return c.body(cache.body(key, etag, make), 200, { 'content-type': 'application/json; charset=UTF-8' });
   };
   /** An account's version: its stored view and the marks of the markets it holds positions in. */
@@ -112,7 +113,7 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
   const accountParam = async (c: Context): Promise<string | Response> => {
     const id = c.req.param('id') ?? '';
     if (!ACCOUNT_ID.test(id)) return requestError(c, 'invalid_account_id', 'account id: 1-64 of A-Z a-z 0-9 _ . -');
-    const claims = await authenticate(tokenFrom({ authorization: c.req.header('authorization') }, c.req.url), secrets);
+    const claims = await authenticate(tokenFrom({ authorization: headerOf(c, 'authorization') }, c.req.url), secrets);
     const decision = authorizeAccountRead(claims, id);
     return decision.ok ? id : requestError(c, decision.code, decision.reason);
   };
