@@ -5,6 +5,8 @@ import { signToken } from '../../src/auth/tokens.js';
 import type { Core } from '../../src/publish/core.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import { BTC, coreApp, makeCore } from '../core/helpers.js';
+import { connect } from 'node:net';
+import { listen } from '../../src/http/server.js';
 
 const MAX_BODY_BYTES = 4096;
 const MAX_COMMANDS = 10;
@@ -406,4 +408,38 @@ describe('read routes on the core', () => {
     expect(json.error.code).toBe('not_found');
     expect((await app.request('/v1/commands')).status).toBe(404);
   });
+
+  it('over a real socket too: a chunked body over the limit is answered 413 with the JSON shape, and the node goes on', async () => {
+    const { core, app } = setup();
+    const server = await listen(app, '127.0.0.1', 0);
+    try {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const s = connect(server.port, '127.0.0.1');
+        let out = '';
+        s.on('connect', () => {
+          s.write(`POST /v1/commands HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: ${OPERATOR}\r\nTransfer-Encoding: chunked\r\n\r\n`);
+          const chunk = ' '.repeat(40_000);
+          for (let i = 0; i < 4; i++) s.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`);
+          s.write('0\r\n\r\n');
+        });
+        s.on('data', (d) => {
+          out += d;
+          if (out.includes('}}')) {
+            s.destroy();
+            resolve(out);
+          }
+        });
+        s.on('error', reject);
+        s.on('close', () => resolve(out));
+      });
+      expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 413 Payload Too Large');
+      expect(JSON.parse(answer.slice(answer.indexOf('{'))).error.code).toBe('body_too_large');
+      const ok = await fetch(`${server.url}/v1/commands`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: OPERATOR }, body: JSON.stringify(deposit('after', 'alice', 5)) });
+      expect(ok.status).toBe(200);
+      expect(core.log.lastSeq()).toBe(1);
+    } finally {
+      await server.close();
+    }
+  });
 });
+
