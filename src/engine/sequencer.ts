@@ -6,9 +6,10 @@
 // while earlier ones wait for their majority, so the leader applies the next batch while the
 // followers write the previous one. Invariants: batches commit, publish and answer in sequence
 // order; each batch is published from what it touched, captured right after it was applied (the
-// machine may be batches ahead); nothing is acknowledged or published before it is committed; a client id is applied at most once (a retry gets the stored result); every waiter
-// belongs to a queued or in-flight command, and a command has at most MAX_WAITERS (its first caller
-// and concurrent retries), so waiters are bounded by maxQueue × MAX_WAITERS. If the batch cannot
+// machine may be batches ahead); nothing is acknowledged or published before it is committed; a
+// client id is applied at most once (a retry gets the stored result); every waiter belongs to a
+// queued or in-flight command, and a command has at most MAX_WAITERS (its first caller and
+// concurrent retries), so waiters are bounded by maxQueue × MAX_WAITERS. If the batch cannot
 // be sequenced (a disk error) or this node loses its leadership before the commit, the sequencer
 // stops for good: its callers get HaltedError, or LeadershipLostError (outcome unknown, retry).
 import { assert } from '../domain/assert.js';
@@ -120,11 +121,6 @@ export class Sequencer {
   /** Batches sequenced and not yet committed. */
   get batchesInFlight(): number {
     return this.inFlightBatches;
-  }
-
-  /** Starts queued work again after `hold` stopped answering true. */
-  resume(): void {
-    if (this.queue.length > 0) this.schedule();
   }
 
   get isHalted(): boolean {
