@@ -1,5 +1,6 @@
 // Fault test with real processes on loopback: three core processes, every directed link between
-// them through a LinkProxy in this process. Clients write continuously while the leader is hit at
+// them through a LinkProxy in this process. Clients write continuously (over HTTP, and in frames
+// over order-entry sessions) while the leader is hit at
 // random points — SIGKILL (and restart), SIGSTOP (until the others elect, then SIGCONT) or a
 // partition that cuts it off (then healed). Afterwards every acknowledged command is in every
 // node's log exactly once with the acknowledged seq and result, all logs are identical, epochs only
@@ -15,10 +16,13 @@ import { SqliteCommandLog } from '../../src/log/sqlite-log.js';
 import { replay } from '../../src/engine/replay.js';
 import { mulberry32 } from '../../sim/prng.js';
 import { operatorToken, tempDir } from '../e2e/helpers.js';
+import { WebSocket } from 'ws';
+import { packFrame, unpackFrame } from '../../src/http/order-session.js';
 
 const SEED = Number(process.env.SIM_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const FAULTS = 4;
-const WRITERS = 4;
+const WRITERS = 3;
+const SESSION_WRITERS = 2;
 const T = 300;
 
 const dir = tempDir('sm-fault-');
@@ -103,7 +107,58 @@ describe('SIGKILL, SIGSTOP and partition the leader of three core processes unde
         }
       }
     };
-    const writers = Array.from({ length: WRITERS }, (_, w) => writer(w));
+    // Session writers: frames of 5 commands over an order-entry session; on any failure (refused,
+    // closed, not_primary, a timeout) the same frame, same clientIds, goes to the next node.
+    const sessionWriter = async (w: number) => {
+      let target = w % names.length;
+      let ws: WebSocket | null = null;
+      let frameId = 0;
+      const sendFrame = (commands: unknown[]) =>
+        new Promise<{ results?: Array<{ clientId: string; seq: number; result: unknown }> } | null>((resolve) => {
+          const id = ++frameId;
+          const done = (v: { results?: Array<{ clientId: string; seq: number; result: unknown }> } | null) => {
+            clearTimeout(timer);
+            ws?.off('message', onMessage).off('close', onClose);
+            resolve(v);
+          };
+          const onMessage = (data: Buffer) => {
+            const msg = unpackFrame(data);
+            if (msg.id === id) done(msg);
+            else if (msg.id === undefined) done(null); // a session-level not_primary
+          };
+          const onClose = () => done(null);
+          const timer = setTimeout(() => done(null), 3000);
+          ws!.on('message', onMessage).on('close', onClose);
+          ws!.send(packFrame({ id, commands }));
+        });
+      for (let i = 0; !stop; i += 5) {
+        const commands = Array.from({ length: 5 }, (_, k) => ({ clientId: `s${w}-${i + k}`, type: 'deposit', account: `acct-${(w * 7 + i + k) % 13}`, amount: 1 + ((i + k) % 50) }));
+        for (;;) {
+          if (!ws || ws.readyState !== WebSocket.OPEN) {
+            ws?.terminate();
+            const next = new WebSocket(`${cluster!.url(names[target]!).replace('http', 'ws')}/v1/session`, { headers: { authorization } });
+            ws = await new Promise<WebSocket | null>((resolve) => {
+              next.once('open', () => resolve(next));
+              next.once('error', () => resolve(null));
+              next.once('unexpected-response', () => resolve(null));
+            });
+          }
+          const answer = ws ? await sendFrame(commands) : null;
+          if (answer?.results) {
+            for (const r of answer.results) acked.set(r.clientId, { seq: r.seq, result: r.result });
+            progress?.();
+            break;
+          }
+          ws?.terminate();
+          ws = null;
+          if (stop) return;
+          target = (target + 1) % names.length;
+          await new Promise((r) => setTimeout(r, 10)); // client retry backoff, not synchronisation
+        }
+      }
+      ws?.terminate();
+    };
+    const writers = [...Array.from({ length: WRITERS }, (_, w) => writer(w)), ...Array.from({ length: SESSION_WRITERS }, (_, w) => sessionWriter(w))];
     const waitForAcks = (n: number) =>
       new Promise<void>((resolve, reject) => {
         const goal = acked.size + n;
@@ -168,7 +223,9 @@ describe('SIGKILL, SIGSTOP and partition the leader of three core processes unde
       expect(fresh.stateHash).toBe(leader.stateHash);
       for (const log of logs) expect([...log.entriesFrom(1)]).toEqual(entries);
       for (const s of statuses) expect(s?.stateHash).toBe(leader.stateHash);
-      console.log(`fault test: ${acked.size} acknowledged writes, ${entries.length} log entries, faults: ${schedule.join(', ')}; final epoch ${leader.epoch}`);
+      const overSessions = [...acked.keys()].filter((k) => k.startsWith('s')).length;
+      expect(overSessions).toBeGreaterThan(0); // the session writers did write through the faults
+      console.log(`fault test: ${acked.size} acknowledged writes (${overSessions} over sessions), ${entries.length} log entries, faults: ${schedule.join(', ')}; final epoch ${leader.epoch}`);
     } finally {
       for (const log of logs) log.close();
     }
