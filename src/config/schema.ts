@@ -114,7 +114,7 @@ export const ConfigSchema = z.strictObject({
      * tombstone item in Yjs, so this bounds the state readers sync and store (~1.3× plain JSON).
      */
     compactTombstonesPerAccount: int(1, 1_000_000).default(8),
-    compactTombstonesMin: int(0, 1_000_000_000).default(4096),
+    compactTombstonesMin: int(0, 1_000_000_000).default(16_384),
     compactMaxOverhead: z.number().min(0.01).max(100).default(0.5),
     /** How long a compacted-away generation is still served and published (reader handover). */
     compactGraceMs: int(0, 600_000).default(15_000),

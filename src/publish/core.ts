@@ -38,7 +38,7 @@ export interface CoreOptions {
   /**
    * Compact into a new Yjs generation once the publisher's tombstones exceed tombstonesMin and
    * either tombstonesPerAccount × accounts or maxOverhead × its live bytes / TOMBSTONE_BYTES
-   * (defaults 8, 4096, 0.5): each overwrite leaves a ~11-byte item for good, so this keeps the v1
+   * (defaults 8, 16 384, 0.5): each overwrite leaves a ~11-byte item for good, so this keeps the v1
    * state (on the wire and at a read node's rest) within ~1.5× the plain JSON, at the price of one
    * full resync per reader per rotation.
    */
@@ -49,7 +49,7 @@ export interface CoreOptions {
   logger?: Logger;
 }
 
-export const COMPACTION_DEFAULT = { tombstonesPerAccount: 8, tombstonesMin: 4096, maxOverhead: 0.5 };
+export const COMPACTION_DEFAULT = { tombstonesPerAccount: 8, tombstonesMin: 16_384, maxOverhead: 0.5 };
 /** V1 bytes one overwritten map value leaves behind (measured 11.5; test/publish/growth.test.ts). */
 const TOMBSTONE_BYTES = 11.5;
 
