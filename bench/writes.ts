@@ -27,10 +27,15 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     accounts: { type: 'string', default: '1000' },
     only: { type: 'string' },
+    /** The fixed rate (cmds/s) and mix of the session latency row (issue 12's goal: p99 ≤ 5 ms at 10k/s). */
+    'latency-rate': { type: 'string', default: '10000' },
+    'latency-mix': { type: 'string', default: 'orders' },
   },
 });
 const SECONDS = Number(values.seconds);
 const ACCOUNTS = Number(values.accounts);
+const LATENCY_RATE = Number(values['latency-rate']);
+const LATENCY_MIX = values['latency-mix'] === 'deposits' ? 'deposits' : 'orders';
 const dir = mkdtempSync(join(tmpdir(), 'sm-writes-'));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const markets = EMBEDDED_DEFAULTS.domain.markets.map((m) => m.symbol);
@@ -112,8 +117,8 @@ async function main(): Promise<void> {
         rows.push({ mix, path: p.path, cmdsPerSec: r.acked / r.seconds, p50Ms: r.p50Ms, p99Ms: r.p99Ms, errors: r.errors, cpu });
       }
     }
-    log('sessions at a fixed 10k cmds/s (frames of 10)');
-    latency = await writer({ url: leaderUrl, token, mix: 'orders', tag: 'lat', mode: 'session', perRequest: 10, connections: 4, window: 64, rate: 10_000 });
+    log(`sessions at a fixed ${LATENCY_RATE} cmds/s (frames of 10)`);
+    latency = await writer({ url: leaderUrl, token, mix: LATENCY_MIX, tag: 'lat', mode: 'session', perRequest: 10, connections: 4, window: 64, rate: LATENCY_RATE });
   } finally {
     await cores.stopAll();
   }
@@ -152,7 +157,7 @@ async function main(): Promise<void> {
     `| bare WebSocket echo, same session frames (256 commands) | ${fmt(echoPerSec, 0)} | – |`,
     '',
     latency
-      ? `Sessions at a fixed 10k cmds/s (orders, frames of 10, 4 sessions): ${fmt(latency.acked / latency.seconds, 0)} acked/s, ack p50 ${fmt(latency.p50Ms, 2)} ms, p99 ${fmt(latency.p99Ms, 2)} ms, p99.9 ${fmt(latency.p999Ms, 2)} ms; errors ${JSON.stringify(latency.errors)}.`
+      ? `Sessions at a fixed ${LATENCY_RATE} cmds/s (${LATENCY_MIX}, frames of 10, 4 sessions): ${fmt(latency.acked / latency.seconds, 0)} acked/s, ack p50 ${fmt(latency.p50Ms, 2)} ms, p99 ${fmt(latency.p99Ms, 2)} ms, p99.9 ${fmt(latency.p999Ms, 2)} ms; errors ${JSON.stringify(latency.errors)}.`
       : '',
     '',
     'Goals (issue 12): ≥ 100k deposits/s and ≥ 50k order-mix cmds/s over sessions; ≥ 0.6× the engine alone; ≤ 10 µs leader and ≤ 5 µs follower CPU per command; ack p99 ≤ 5 ms at 10k cmds/s.',
