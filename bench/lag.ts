@@ -11,7 +11,7 @@
 // the write acks' latency, CPU µs per committed command per process, and an HTML page with the lag
 // percentile curves per region and p99 lag over time (uPlot). Output: bench/results/lag-<time>.*
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,7 +80,6 @@ async function measureFloorMs(link: { latencyMs: number; jitterMs?: number; loss
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   const proxy = new LinkProxy({ name: 'floor', targetHost: '127.0.0.1', targetPort: (echo.address() as AddressInfo).port, link: { latencyMs: link.latencyMs, jitterMs: link.jitterMs ?? 0, lossPct: 0 } });
   await proxy.start();
-  const { connect } = await import('node:net');
   const sock = connect(proxy.port, '127.0.0.1');
   sock.setNoDelay(true);
   await new Promise((r) => sock.once('connect', r));

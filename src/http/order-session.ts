@@ -104,7 +104,8 @@ export class OrderSessionServer {
         const core = this.opts.core();
         if (!core) {
           const d = this.opts.describe();
-          return refuse(503, 'not_primary', `this core node is ${d.role}; open sessions at the leader`, { role: d.role, epoch: d.epoch, ...hint(d) });
+          const { error } = notPrimaryBody(d, `this core node is ${d.role}; open sessions at the leader`);
+          return refuse(503, error.code, error.message, error);
         }
         this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, token!, core));
       },
@@ -141,15 +142,11 @@ export class OrderSessionServer {
       slot.answer = body;
       flush();
     };
-    const notPrimary = (why: string) => {
-      const d = this.opts.describe();
-      return errorOf('not_primary', why, { role: d.role, epoch: d.epoch, ...hint(d) });
-    };
     const endSession = (why: string) => {
       if (closing) return;
       closing = true;
       const d = this.opts.describe();
-      send({ ...notPrimary(why) });
+      send(notPrimaryBody(d, why));
       ws.close(CLOSE_NOT_PRIMARY, JSON.stringify({ code: 'not_primary', ...hint(d) }).slice(0, 120));
     };
 

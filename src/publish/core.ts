@@ -137,14 +137,10 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     const t = this.pub.tombstones;
     // At most one replaced generation in its handover grace: each is still published every batch,
     // so back-to-back compactions (a small state under a high rate) would multiply that cost.
-    if (this.compactWanted || (this.retiring.length === 0 && t > tombstonesMin && (t > tombstonesPerAccount * this.machine.accountCount() || t * TOMBSTONE_BYTES > maxOverhead * this.pub.liveBytes))) {
-      // A new generation is written from the machine itself, which must then hold exactly the
-      // committed state: with later batches in flight, hold new ones until those commit.
-      if (this.sequencer.batchesInFlight > 0) {
-        this.compactWanted = true;
-        this.emit('committed', batch);
-        return;
-      }
+    this.compactWanted ||= this.retiring.length === 0 && t > tombstonesMin && (t > tombstonesPerAccount * this.machine.accountCount() || t * TOMBSTONE_BYTES > maxOverhead * this.pub.liveBytes);
+    // A new generation is written from the machine itself, which must then hold exactly the
+    // committed state: with later batches in flight, new ones are held (hold()) until those commit.
+    if (this.compactWanted && this.sequencer.batchesInFlight === 0) {
       this.compactWanted = false;
       const old = this.pub;
       this.pub = new Publisher({ machine: this.machine, layout: this.opts.layout, bookDepth: this.opts.bookDepth, tradesKept: this.opts.tradesKept });
