@@ -1,7 +1,9 @@
 // Shared helpers for end-to-end tests: a small cluster config, tokens, JSON HTTP calls (with an
 // operator token unless told otherwise), and bounded waits on events (never sleeps).
 import type { EventEmitter } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { afterEach } from 'vitest';
+import { startCluster, type Cluster, type ClusterOptions } from '../../src/cli/cluster.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signToken } from '../../src/auth/tokens.js';
@@ -43,6 +45,27 @@ export function testConfig(
 
 export function tempDir(prefix = 'sm-e2e-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * For a test file whose tests each start their own cluster: returns `start`, which starts one on
+ * ephemeral ports with its core nodes on disk in a fresh temp dir, and registers an afterEach
+ * that closes it and removes the dir.
+ */
+export function clusterPerTest(prefix: string): (config: Config, opts?: Omit<ClusterOptions, 'ephemeralPorts' | 'dataRoot'>) => Promise<Cluster> {
+  let cluster: Cluster | null = null;
+  let dir: string | null = null;
+  afterEach(async () => {
+    await cluster?.close();
+    cluster = null;
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    dir = null;
+  });
+  return async (config, opts = {}) => {
+    dir = tempDir(prefix);
+    cluster = await startCluster(config, { ephemeralPorts: true, dataRoot: dir, ...opts });
+    return cluster;
+  };
 }
 
 /**

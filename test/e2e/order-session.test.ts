@@ -3,29 +3,19 @@
 // authorization and idempotency as HTTP; a bounded window; followers refuse with the leader's URL;
 // when the leader steps down the session is told and closed, and a retry at the new leader with the
 // same clientIds never applies a command twice.
-import { afterEach, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { parseConfig } from '../../src/config/schema.js';
-import { startCluster, type Cluster } from '../../src/cli/cluster.js';
+import type { Cluster } from '../../src/cli/cluster.js';
 import { CLOSE_BAD_FRAME, CLOSE_NOT_PRIMARY, packFrame, unpackFrame } from '../../src/http/order-session.js';
-import { accountToken, get, operatorToken, post, tempDir, testConfig } from './helpers.js';
+import { accountToken, clusterPerTest, get, operatorToken, post, testConfig } from './helpers.js';
 
-let cluster: Cluster | null = null;
-let dir: string | null = null;
-afterEach(async () => {
-  await cluster?.close();
-  cluster = null;
-  if (dir) rmSync(dir, { recursive: true, force: true });
-  dir = null;
-});
+const startCluster = clusterPerTest('sm-session-');
 
 async function start(coreNodes: 1 | 3, sessions: Record<string, number> = {}): Promise<Cluster> {
   const base = testConfig({ coreNodes });
   const config = parseConfig({ ...base, core: { ...base.core, sessions: { ...base.core.sessions, ...sessions } } });
-  dir = tempDir('sm-session-');
-  cluster = await startCluster(config, { ephemeralPorts: true, dataRoot: dir, waitReadyMs: 0 });
-  return cluster;
+  return startCluster(config, { waitReadyMs: 0 });
 }
 
 /** A session client: frames out, answers in arrival order, close code. */

@@ -4,11 +4,10 @@
 // the core's exact state (read-your-writes through minSeq), the relay counts each leaf as one page
 // (not one socket per doc), and when the relay goes away the leaves keep serving what they hold,
 // say so in their status, and catch up when it returns on the same address.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/schema.js';
-import { startCluster, startRegion, type Cluster } from '../../src/cli/cluster.js';
-import { rmSync } from 'node:fs';
-import { get, post, tempDir, testConfig, waitForEvent } from './helpers.js';
+import { startRegion } from '../../src/cli/cluster.js';
+import { clusterPerTest, get, post, testConfig, waitForEvent } from './helpers.js';
 
 const base = testConfig();
 const config = parseConfig({
@@ -28,14 +27,7 @@ const config = parseConfig({
 });
 const LEAVES = ['leaf-1', 'leaf-2', 'leaf-3'];
 
-let cluster: Cluster | null = null;
-let dir: string | null = null;
-afterEach(async () => {
-  await cluster?.close();
-  cluster = null;
-  if (dir) rmSync(dir, { recursive: true, force: true });
-  dir = null;
-});
+const start = clusterPerTest('sm-relay-');
 
 async function writeBatch(url: string, tag: string, n: number): Promise<number> {
   const commands = Array.from({ length: n }, (_, i) =>
@@ -50,9 +42,7 @@ async function writeBatch(url: string, tag: string, n: number): Promise<number> 
 
 describe('a region of several read nodes behind one relay', () => {
   it('every leaf serves the core state; leaves count as one page each at the relay; a relay restart is survived', async () => {
-    // Core nodes on disk in a temp dir (dataRoot null would put them at the config's paths).
-    dir = tempDir('sm-relay-');
-    cluster = await startCluster(config, { ephemeralPorts: true, dataRoot: dir, discoveryIntervalMs: 100 });
+    const cluster = await start(config, { discoveryIntervalMs: 100 });
     const core = cluster.primary()!;
     const relay = cluster.regions.get('relay')!;
     await writeBatch(core.url, 'a0', 1); // open accounts before orders reference them

@@ -1,24 +1,14 @@
 // A read node whose upstream stops serving its generation for a moment (a relay or core restarting:
 // its rooms answer 4410, which y-websocket treats as terminal) resumes every doc once the upstream
 // serves that generation again — before, those docs stayed stopped and the node never advanced.
-import { afterEach, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
-import { startCluster, type Cluster } from '../../src/cli/cluster.js';
-import { get, post, tempDir, testConfig } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { clusterPerTest, get, post, testConfig } from './helpers.js';
 
-let cluster: Cluster | null = null;
-let dir: string | null = null;
-afterEach(async () => {
-  await cluster?.close();
-  cluster = null;
-  if (dir) rmSync(dir, { recursive: true, force: true });
-  dir = null;
-});
+const start = clusterPerTest('sm-upstream-');
 
 describe('a read node whose upstream stops serving its generation for a moment', () => {
   it('resumes every doc when the generation is served again, and advances', async () => {
-    dir = tempDir('sm-upstream-');
-    cluster = await startCluster(testConfig(), { ephemeralPorts: true, dataRoot: dir, discoveryIntervalMs: 100 });
+    const cluster = await start(testConfig(), { discoveryIntervalMs: 100 });
     const core = cluster.primary()!;
     const near = cluster.regions.get('near')!;
     const first = await post(`${core.url}/v1/commands`, { clientId: 'a-1', type: 'deposit', account: 'alice', amount: 5 });
