@@ -18,12 +18,12 @@
 //     committed it (answers are built in the same tick as their batch commits) — so distinct values
 //     count the batches that carried our commands. `payloads` = the acknowledged request bodies.
 //   measureRawSqliteAppend — the ceiling for durable appends on this disk: the SAME payloads
-//     (command JSON without the clientId, as the core stores it; a result JSON shaped like the
-//     core's deposit result; a 64-hex state hash; epoch and timestamp) inserted with
-//     better-sqlite3 into the log table of a fresh file whose schema is created by
-//     SqliteCommandLog itself, with the same pragmas (WAL, synchronous=FULL, checked), in
-//     transactions of `batchSize` rows (pass the core's avgBatch so both pay the same fsyncs per
-//     command). Rows are built before the clock starts: it times SQLite + fsync only, no HTTP, no
+//     (the command without the clientId, as the core stores it; a result shaped like the core's
+//     deposit result; a 64-hex state hash on each batch's last entry; epoch and timestamp),
+//     packed by the log's own encodeBatch and inserted with better-sqlite3 as one row per batch
+//     of `batchSize` into a fresh file whose schema is created by SqliteCommandLog itself, with
+//     the same pragmas (WAL, synchronous=FULL, checked) (pass the core's avgBatch so both pay the
+//     same fsyncs per command). Rows are encoded before the clock starts: it times SQLite + fsync only, no HTTP, no
 //     validation, no state machine, no publishing — everything the core does on top is what the
 //     ratio core/ceiling shows.
 //   measureReads        — autocannon GETs the given paths round-robin; same drain and timing as
@@ -49,7 +49,9 @@ import Database from 'better-sqlite3';
 import { build, type Histogram } from 'hdr-histogram-js';
 import { Hono } from 'hono';
 import { listen } from '../../src/http/server.js';
-import { SqliteCommandLog } from '../../src/log/sqlite-log.js';
+import { encodeBatch, SqliteCommandLog } from '../../src/log/sqlite-log.js';
+import type { LogEntry } from '../../src/log/command-log.js';
+import type { Command, Result, Seq } from '../../src/domain/types.js';
 
 export interface WriteResult {
   commands: number;
@@ -239,22 +241,30 @@ export function measureRawSqliteAppend(opts: { payloads: string[]; batchSize?: n
   // Let the log create its own schema, so the baseline's table can't drift from ours.
   new SqliteCommandLog(path).close();
 
-  // Rows as the core would store them, built before the clock starts.
+  // Batches as the core would store them (one row of packed entries per batch), encoded before
+  // the clock starts: the baseline is the durable append of the same bytes, nothing else.
   const tsMs = Date.now();
   const collateral = new Map<string, number>();
-  const rows = opts.payloads.map((p, i) => {
+  const entries: LogEntry[] = opts.payloads.map((p, i) => {
     const { clientId, ...command } = JSON.parse(p) as { clientId: string; account: string; amount: number };
     const after = (collateral.get(command.account) ?? 0) + command.amount;
     collateral.set(command.account, after);
-    const seq = i + 1;
     return {
-      seq,
+      epoch: 1,
+      seq: (i + 1) as Seq,
       clientId,
-      command: JSON.stringify(command),
-      result: JSON.stringify({ status: 'accepted', collateral: after }),
-      stateHash: createHash('sha256').update(`raw-append:${seq}`).digest('hex'),
+      tsMs,
+      command: command as unknown as Command,
+      result: { status: 'accepted', collateral: after } as Result,
+      // Like the core: the state hash on the last entry of a batch only.
+      stateHash: (i + 1) % batchSize === 0 || i === opts.payloads.length - 1 ? createHash('sha256').update(`raw-append:${i + 1}`).digest('hex') : '',
     };
   });
+  const rows: { first: number; last: number; bytes: Buffer }[] = [];
+  for (let from = 0; from < entries.length; from += batchSize) {
+    const batch = entries.slice(from, from + batchSize);
+    rows.push({ first: batch[0]!.seq, last: batch.at(-1)!.seq, bytes: encodeBatch(batch) });
+  }
 
   const db = new Database(path);
   try {
@@ -263,23 +273,15 @@ export function measureRawSqliteAppend(opts: { payloads: string[]; batchSize?: n
     const journal = db.pragma('journal_mode', { simple: true });
     const sync = db.pragma('synchronous', { simple: true });
     if (journal !== 'wal' || sync !== 2) throw new Error(`baseline pragmas are journal_mode=${String(journal)} synchronous=${String(sync)}, want wal/2 (FULL)`);
-    const insert = db.prepare<[number, number, string, number, string, string, string]>(
-      'INSERT INTO log (seq, epoch, client_id, ts_ms, command, result, state_hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    );
-    const appendTx = db.transaction((from: number, to: number) => {
-      for (let i = from; i < to; i++) {
-        const r = rows[i]!;
-        insert.run(r.seq, 1, r.clientId, tsMs, r.command, r.result, r.stateHash);
-      }
-    });
+    const insert = db.prepare<[number, number, number, number, Buffer]>('INSERT INTO log_batch (first_seq, last_seq, last_epoch, n, entries) VALUES (?, ?, ?, ?, ?)');
     let batches = 0;
     const t0 = performance.now();
-    for (let from = 0; from < rows.length; from += batchSize) {
-      appendTx(from, Math.min(rows.length, from + batchSize));
+    for (const r of rows) {
+      insert.run(r.first, r.last, 1, r.last - r.first + 1, r.bytes);
       batches += 1;
     }
     const seconds = (performance.now() - t0) / 1000;
-    return { commands: rows.length, seconds, commandsPerSec: seconds > 0 ? rows.length / seconds : 0, batches, path };
+    return { commands: entries.length, seconds, commandsPerSec: seconds > 0 ? entries.length / seconds : 0, batches, path };
   } finally {
     db.close();
   }

@@ -31,6 +31,11 @@ export const ConfigSchema = z.strictObject({
     maxQueue: int(1, 10_000_000).default(20_000),
     /** Batches the leader sequences and ships while earlier ones wait for their majority. */
     maxInFlightBatches: int(1, 64).default(4),
+    /**
+     * Client ids remembered for idempotency: the newest this many entries (held in memory, ~100 B
+     * each). A retry with an id older than that is a new command (docs/order-entry.md).
+     */
+    idempotencyWindow: int(1000, 100_000_000).default(1_000_000),
     maxBodyBytes: int(256, 64 * 1024 * 1024).default(262_144),
     maxCommandsPerRequest: int(1, 100_000).default(256),
     /** Order-entry sessions (WS /v1/session, docs/order-entry.md): every bound of one. */

@@ -2,7 +2,8 @@
 // state machine gave it, plus Raft's hard state (cluster id, epoch, vote, learner flag). It is the
 // source of truth: state, hashes and every Yjs doc are derived from it by replay. It is also the
 // storage the replication protocol runs on (replication/storage.ts, docs/replication.md).
-// Invariants: seqs are contiguous from 1; a client id appears at most once; append is atomic (all
+// Invariants: seqs are contiguous from 1; a client id appears at most once within the log's
+// idempotency window (the SQLite log: its newest `idempotencyWindow` entries; memory: all); append is atomic (all
 // entries or none) and durable when it returns; epochs never decrease along the log; every
 // mutating call either is durable when it returns or throws (StorageError for a disk that refuses:
 // full, I/O error) having changed nothing. Entries with the same (epoch, seq) in two logs are

@@ -69,7 +69,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     if (!me) throw new Error(`no core node named ${opts.nodeName}; configured: ${nodes.map((n) => n.name).join(', ')}`);
     this.name = me.name;
     this.peerUrls = new Map(nodes.filter((n) => n.name !== me.name).map((n) => [n.name, opts.peerUrls?.[n.name] ?? `http://${n.host}:${n.port}`]));
-    this.log = new SqliteCommandLog(join(opts.dataDir ?? me.dataDir, 'log.db'));
+    this.log = new SqliteCommandLog(join(opts.dataDir ?? me.dataDir, 'log.db'), { idempotencyWindow: config.core.idempotencyWindow });
     this.layout = { accountShards: config.publish.accountShards, markets: config.domain.markets.map((m) => m.symbol) };
     this.sync = new SyncServer({
       maxConnections: config.readNode.maxConnections,

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../../src/config/schema.js';
 import { startCoreNode, type CoreNode } from '../../src/node/core-node.js';
 import { measureCoreWrites, measureRawSqliteAppend, measureReads, startBareHono } from '../../bench/lib/throughput.js';
+import { decodeBatch } from '../../src/log/sqlite-log.js';
 import { operatorToken } from '../e2e/helpers.js';
 
 const DURATION_MS = 500;
@@ -63,13 +64,14 @@ describe('bench/lib/throughput', () => {
     expect(raw.batches).toBe(Math.ceil(writes.payloads.length / Math.max(1, Math.round(writes.avgBatch ?? 64))));
     const db = new Database(raw.path, { readonly: true });
     try {
-      expect(db.prepare<[], { n: number }>('SELECT count(*) AS n FROM log').get()!.n).toBe(writes.payloads.length);
-      // Same stored form as the core's log: command without clientId.
-      const first = db.prepare<[], { client_id: string; command: string }>('SELECT client_id, command FROM log WHERE seq = 1').get()!;
+      expect(db.prepare<[], { n: number }>('SELECT sum(n) AS n FROM log_batch').get()!.n).toBe(writes.payloads.length);
+      // Same stored form as the core's log: the command without its clientId, packed by encodeBatch.
+      const first = db.prepare<[], { entries: Buffer }>('SELECT entries FROM log_batch WHERE first_seq = 1').get()!;
+      const stored = decodeBatch(1, first.entries)[0]!;
       const { clientId, ...command } = JSON.parse(writes.payloads[0]!) as Record<string, unknown>;
-      expect(first.client_id).toBe(clientId);
-      expect(first.command).toBe(JSON.stringify(core.log.findByClientId(clientId as string)!.command));
-      expect(JSON.parse(first.command)).toEqual(command);
+      expect(stored.clientId).toBe(clientId);
+      expect(stored.command).toEqual(core.log.findByClientId(clientId as string)!.command);
+      expect(stored.command).toEqual(command);
     } finally {
       db.close();
     }

@@ -8,8 +8,8 @@ import type { Clock, Outcome, Submission } from '../../src/engine/sequencer.js';
 import { hashFromScratch } from '../../src/engine/state-hash.js';
 import { canonicalJson } from '../../src/domain/canonical.js';
 import type { Command } from '../../src/domain/types.js';
-import { LogCorruptError } from '../../src/log/command-log.js';
-import { SqliteCommandLog } from '../../src/log/sqlite-log.js';
+import { LogCorruptError, type LogEntry } from '../../src/log/command-log.js';
+import { decodeBatch, encodeBatch, SqliteCommandLog } from '../../src/log/sqlite-log.js';
 import { mulberry32 } from '../domain/helpers.js';
 import { MARKETS, cmd, commandStream, coreOptions, makeCore, seedFromEnv, tempDir, within } from './helpers.js';
 
@@ -131,14 +131,23 @@ describe('tampered log', () => {
     core.close();
   }
 
+  /** Rewrites the stored entry at seq (one row per batch: decode the row, change it, encode it back). */
+  function tamper(dataDir: string, seq: number, change: (e: LogEntry) => LogEntry): void {
+    const db = new Database(join(dataDir, 'log.db'));
+    const row = db.prepare<[number], { first_seq: number; entries: Buffer }>('SELECT first_seq, entries FROM log_batch WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1').get(seq)!;
+    const entries = decodeBatch(row.first_seq, row.entries);
+    entries[seq - row.first_seq] = change(entries[seq - row.first_seq]!);
+    db.prepare('UPDATE log_batch SET entries = ? WHERE first_seq = ?').run(encodeBatch(entries), row.first_seq);
+    db.close();
+  }
+
   it('a changed stored result makes reopening throw LogCorruptError (replay diverged)', async () => {
     const dataDir = dir();
     await writeLog(dataDir);
-    const db = new Database(join(dataDir, 'log.db'));
-    const row = db.prepare<[], { result: string }>('SELECT result FROM log WHERE seq = 3').get()!;
-    expect(JSON.parse(row.result)).toEqual({ status: 'accepted', collateral: 70 });
-    db.prepare('UPDATE log SET result = ? WHERE seq = 3').run(JSON.stringify({ status: 'accepted', collateral: 71 }));
-    db.close();
+    tamper(dataDir, 3, (e) => {
+      expect(e.result).toEqual({ status: 'accepted', collateral: 70 });
+      return { ...e, result: { status: 'accepted', collateral: 71 } as LogEntry['result'] };
+    });
     let err: unknown;
     try {
       openCore(dataDir);
@@ -152,19 +161,29 @@ describe('tampered log', () => {
   it('a changed stored command makes reopening throw LogCorruptError', async () => {
     const dataDir = dir();
     await writeLog(dataDir);
-    const db = new Database(join(dataDir, 'log.db'));
-    db.prepare('UPDATE log SET command = ? WHERE seq = 2').run(JSON.stringify(cmd.deposit('bob', 201)));
-    db.close();
+    tamper(dataDir, 2, (e) => ({ ...e, command: cmd.deposit('bob', 201) }));
     expect(() => openCore(dataDir)).toThrow(LogCorruptError);
   });
 
-  it('a missing entry (gap) makes reopening throw LogCorruptError', async () => {
+  it('a missing batch (gap) or undecodable bytes make reopening throw LogCorruptError', async () => {
     const dataDir = dir();
     await writeLog(dataDir);
+    const again = openCore(dataDir);
+    await drive(again, [cmd.deposit('dave', 1)], 'u');
+    again.close();
     const db = new Database(join(dataDir, 'log.db'));
-    db.prepare('DELETE FROM log WHERE seq = 2').run();
+    const rows = db.prepare<[], { first_seq: number }>('SELECT first_seq FROM log_batch ORDER BY first_seq').all();
+    expect(rows.length).toBeGreaterThan(1);
+    db.prepare('DELETE FROM log_batch WHERE first_seq = ?').run(rows[0]!.first_seq);
     db.close();
     expect(() => openCore(dataDir)).toThrow(LogCorruptError);
+
+    const other = dir();
+    await writeLog(other);
+    const db2 = new Database(join(other, 'log.db'));
+    db2.prepare('UPDATE log_batch SET entries = ? WHERE first_seq = 1').run(Buffer.from([0xc1, 0xc1, 0xc1]));
+    db2.close();
+    expect(() => openCore(other)).toThrow(LogCorruptError);
   });
 });
 

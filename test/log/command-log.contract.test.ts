@@ -1,6 +1,7 @@
 // One contract suite run against every CommandLog implementation (the entries and Raft's hard state),
 // plus SQLite-only durability and disk-error checks.
 import { describe, it, expect, afterEach } from 'vitest';
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -151,6 +152,36 @@ describe('SqliteCommandLog', () => {
     b.append([{ ...entry(19_991), clientId: 'after-truncate' }]);
     expect(b.entryAt(19_991)?.clientId).toBe('after-truncate');
     b.close();
+  });
+
+  it('remembers client ids over its idempotency window, exactly, through truncation and reopen', () => {
+    const path = join(tempDir(), 'log.db');
+    const a = new SqliteCommandLog(path, { idempotencyWindow: 5 });
+    a.append(Array.from({ length: 8 }, (_, i) => entry(i + 1)));
+    // Window 5 at last 8: seqs 4..8 remembered, 1..3 forgotten (a retry that late is a new command).
+    expect([1, 2, 3, 4, 8].map((s) => a.findByClientId(`c${s}`)?.seq)).toEqual([undefined, undefined, undefined, 4, 8]);
+    expect(a.idempotency()).toEqual({ ids: 5, window: 5 });
+    expect(() => a.append([{ ...entry(9), clientId: 'c4' }])).toThrow(/duplicate client id/);
+    // Truncating 8..6 brings 1..3 back into the window: read back from the file.
+    expect(a.truncateAfter(5)).toBe(3);
+    expect([1, 2, 5, 6].map((s) => a.findByClientId(`c${s}`)?.seq)).toEqual([1, 2, 5, undefined]);
+    expect(a.idempotency().ids).toBe(5);
+    a.append([{ ...entry(6), clientId: 'x6' }, { ...entry(7), clientId: 'x7' }]);
+    a.close();
+    const b = new SqliteCommandLog(path, { idempotencyWindow: 5 });
+    expect([2, 3, 5].map((s) => b.findByClientId(`c${s}`)?.seq)).toEqual([undefined, 3, 5]);
+    expect(b.findByClientId('x7')?.seq).toBe(7);
+    expect(b.findByClientId('c7')).toBeUndefined();
+    b.close();
+  });
+
+  it('a file from another schema version is refused with a way out', () => {
+    const path = join(tempDir(), 'log.db');
+    new SqliteCommandLog(path).close();
+    const db = new Database(path);
+    db.prepare(`UPDATE log_meta SET value = '3' WHERE key = 'schema'`).run();
+    db.close();
+    expect(() => new SqliteCommandLog(path)).toThrow(/log schema 3.*wipe the data dir/);
   });
 
   it('a full disk is a StorageError that leaves the log and the hard state as they were', () => {
