@@ -50,6 +50,18 @@ export const ConfigSchema = z.strictObject({
       .default({ maxSessions: 256, maxFrameBytes: 1024 * 1024, maxCommandsPerFrame: 4096, maxInFlight: 16_384, maxBufferedBytes: 16 * 1024 * 1024 }),
     /** Open TCP connections (HTTP, rooms, replication); beyond it: 429 too_many_connections. */
     maxConnections: int(1, 1_000_000).default(4096),
+    /**
+     * State snapshots (docs/snapshots.md): every node writes one at the first batch checkpoint at or
+     * after each multiple of `everyEntries` (0: never), keeps the newest `keep`, and restarts from
+     * the newest valid one plus the log after it. `budgetMs`: export work per event-loop turn.
+     */
+    snapshots: z
+      .strictObject({
+        everyEntries: int(0, 1_000_000_000).default(100_000),
+        keep: int(1, 100).default(2),
+        budgetMs: int(1, 1000).default(8),
+      })
+      .default({ everyEntries: 100_000, keep: 2, budgetMs: 8 }),
   }),
   domain: z.strictObject({
     markets: z

@@ -170,6 +170,54 @@ export class StateMachine {
     };
   }
 
+  /**
+   * exportState() in parts, for a snapshot written across event-loop turns (engine/snapshot.ts):
+   * first the small globals, then accounts and resting orders, `size` at a time, in insertion
+   * order (accounts are never removed and order ids are seqs, so that order is deterministic and
+   * the orders come out by id, as fromSnapshot wants). No sort over a million ids, no copy of the
+   * state. The caller must not apply anything between two steps: each step asserts it.
+   */
+  *exportParts(size: number): Generator<SnapshotPart> {
+    assert(Number.isInteger(size) && size >= 1, 'exportParts: size must be a positive integer');
+    const seq = this.seqLast;
+    const bySymbol = [...this.symbols].sort(compareStr);
+    yield {
+      kind: 'globals',
+      v: 1,
+      lastSeq: seq,
+      netDeposits: this.netDeposits,
+      marks: bySymbol.filter((m) => this.marks.has(m)).map((m) => [m, this.marks.get(m)!] as [string, number]),
+      openInterest: bySymbol.map((m) => [m, this.openInterest.get(m) ?? 0] as [string, number]),
+      accounts: this.accounts.size,
+      orders: this.orders.size,
+    };
+    let accounts: StateSnapshot['accounts'] = [];
+    for (const a of this.accounts.values()) {
+      accounts.push({
+        id: a.id,
+        collateral: a.collateral,
+        positions: [...a.positions.values()].map((p) => ({ market: p.market, qty: p.qty, costBasis: p.costBasis, realizedPnl: p.realizedPnl })),
+      });
+      if (accounts.length === size) {
+        yield { kind: 'accounts', accounts };
+        assert(this.seqLast === seq, `state changed (seq ${seq} → ${this.seqLast}) during a snapshot export`);
+        accounts = [];
+      }
+    }
+    if (accounts.length > 0) yield { kind: 'accounts', accounts };
+    let orders: StateSnapshot['orders'] = [];
+    for (const o of this.orders.values()) {
+      orders.push({ orderId: o.orderId, account: o.account, market: o.market, side: o.side, price: o.price, qty: o.qty, remaining: o.remaining, tif: o.tif, seq: o.seq });
+      if (orders.length === size) {
+        yield { kind: 'orders', orders };
+        assert(this.seqLast === seq, `state changed (seq ${seq} → ${this.seqLast}) during a snapshot export`);
+        orders = [];
+      }
+    }
+    if (orders.length > 0) yield { kind: 'orders', orders };
+    assert(this.seqLast === seq, `state changed (seq ${seq} → ${this.seqLast}) during a snapshot export`);
+  }
+
   /** A machine holding exactly `snap` (from exportState, possibly of another node). */
   static fromSnapshot(config: DomainConfig, snap: StateSnapshot): StateMachine {
     assert(snap.v === 1, `snapshot format ${String(snap.v)}, this build reads 1`);
@@ -689,6 +737,12 @@ export interface StateSnapshot {
   accounts: Array<{ id: AccountId; collateral: number; positions: Array<{ market: string; qty: number; costBasis: number; realizedPnl: number }> }>;
   orders: Array<{ orderId: OrderId; account: AccountId; market: string; side: Side; price: PriceTicks; qty: QtyLots; remaining: QtyLots; tif: TimeInForce; seq: Seq }>;
 }
+
+/** One step of StateMachine.exportParts: concatenated in order, they are a StateSnapshot. */
+export type SnapshotPart =
+  | ({ kind: 'globals'; accounts: number; orders: number } & Pick<StateSnapshot, 'v' | 'lastSeq' | 'netDeposits' | 'marks' | 'openInterest'>)
+  | { kind: 'accounts'; accounts: StateSnapshot['accounts'] }
+  | { kind: 'orders'; orders: StateSnapshot['orders'] };
 
 /** Ids starting with '#' are the machine's own (the insurance fund): no client command may use them. */
 function reserved(id: AccountId): boolean {

@@ -5,10 +5,11 @@
 // `stateHash` gets it up to date. An account touched by 50 commands of a batch is hashed once.
 // Used identically by the leader (sequencing), followers (checking each shipped entry) and replay,
 // so all compute hashes the same way. Effects accumulate across entries until the publisher drains
-// them per batch. Invariant: after flush(), the hash equals hashFromScratch(machine).
+// them per batch. Invariant: after flush(), the hash equals hashFromScratch(machine) — for a
+// machine restored from a snapshot, once firstWrongDigest has found nothing over every account.
 import { StateMachine } from '../domain/state-machine.js';
 import type { AccountView, DomainConfig, Effects, Envelope, Result, Seq } from '../domain/types.js';
-import { StateHasher } from './state-hash.js';
+import { canonicalAccountView, StateHasher } from './state-hash.js';
 
 export class HashedMachine {
   readonly machine: StateMachine;
@@ -23,11 +24,44 @@ export class HashedMachine {
   /** The account views the last flush built (fresh objects, never mutated): publishing reuses them. */
   private flushed = new Map<string, AccountView>();
 
-  constructor(domain: DomainConfig) {
-    this.machine = new StateMachine(domain);
-    // Reference prices are marks from the start: part of the state before any command.
+  constructor(domain: DomainConfig, restored?: { machine: StateMachine; digests: Iterable<[string, bigint]> }) {
+    if (restored === undefined) {
+      this.machine = new StateMachine(domain);
+      // Reference prices are marks from the start: part of the state before any command.
+      this.hasher.recordMarkets(this.machine, this.machine.marketSymbols());
+      this.hash = this.hasher.hash(0);
+      return;
+    }
+    // From a snapshot: the accounts' digests come with it (re-hashing a million accounts would cost
+    // seconds); the small rest is hashed here.
+    this.machine = restored.machine;
+    for (const [id, d] of restored.digests) this.hasher.seed(id, d);
     this.hasher.recordMarkets(this.machine, this.machine.marketSymbols());
-    this.hash = this.hasher.hash(0);
+    this.hashedDeposits = this.machine.totalDeposits;
+    if (this.hashedDeposits !== 0) this.hasher.record('#deposits', this.hashedDeposits);
+    this.hashedSeq = this.machine.lastSeq;
+    this.hash = this.hasher.hash(this.hashedSeq);
+  }
+
+  /** The digest of account `id` in the state hash as of the last checkpoint (for a snapshot). */
+  digestOf(id: string): bigint | undefined {
+    this.flush();
+    return this.hasher.digestOf(id);
+  }
+
+  /**
+   * Checks the seeded digests of `ids` against the state (call at a checkpoint, i.e. right after
+   * reading stateHash, with nothing applied since): returns the first id whose digest is not that of
+   * its current view. A restored machine runs this over every account in the background.
+   */
+  firstWrongDigest(ids: Iterable<string>): string | null {
+    this.flush();
+    for (const id of ids) {
+      const view = this.machine.account(id);
+      if (view === undefined) return id;
+      if (this.hasher.digestOf(id) !== StateHasher.digestOfText(id, canonicalAccountView(view))) return id;
+    }
+    return null;
   }
 
   get lastSeq(): Seq {

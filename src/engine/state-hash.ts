@@ -32,8 +32,30 @@ export class StateHasher {
     this.recordText(key, value === undefined ? undefined : canonicalJson(value));
   }
 
+  /** The digest recorded for `key` (an account id), as a snapshot stores it. */
+  digestOf(key: string): bigint | undefined {
+    return this.perAccount.get(key);
+  }
+
+  /**
+   * Records a digest computed elsewhere (a snapshot's, for an account not recorded yet): a restart
+   * need not re-hash every account. The digests are verified against the state in the background
+   * (HashedMachine.verifyDigests); a wrong one halts the node.
+   */
+  seed(key: string, digest: bigint): void {
+    assert(!this.perAccount.has(key), `state hash: ${key} seeded twice`);
+    assert(digest > 0n && digest < MOD, `state hash: digest of ${key} out of range`);
+    this.perAccount.set(key, digest);
+    this.sum = (this.sum + digest) % MOD;
+  }
+
+  /** The digest `key` would have with this canonical text (what update/record store). */
+  static digestOfText(key: string, canonical: string): bigint {
+    return digest(`${key}\n${canonical}`);
+  }
+
   private recordText(key: string, canonical: string | undefined): void {
-    const next = canonical === undefined ? 0n : digest(`${key}\n${canonical}`);
+    const next = canonical === undefined ? 0n : StateHasher.digestOfText(key, canonical);
     const prev = this.perAccount.get(key) ?? 0n;
     this.sum = (((this.sum - prev + next) % MOD) + MOD) % MOD;
     if (canonical === undefined) this.perAccount.delete(key);

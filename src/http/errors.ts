@@ -42,7 +42,8 @@ export type RequestErrorCode =
   | 'seq_not_reached'
   | 'unauthenticated'
   | 'forbidden'
-  | 'not_found';
+  | 'not_found'
+  | 'range_not_satisfiable';
 
 export const REQUEST_ERROR_HTTP: Record<RequestErrorCode, ContentfulStatusCode> = {
   malformed_json: 400,
@@ -65,6 +66,7 @@ export const REQUEST_ERROR_HTTP: Record<RequestErrorCode, ContentfulStatusCode> 
   unauthenticated: 401,
   forbidden: 403,
   not_found: 404,
+  range_not_satisfiable: 416,
 };
 
 export function errorBody(code: string, message: string, details?: Record<string, unknown>) {

@@ -3,6 +3,8 @@
 // generation and docs a read node should sync). Invariant: nothing reaches the sequencer unless it
 // parsed as JSON, passed the strict schema, fits the size and count limits, and every command of
 // the request is authorized for the bearer token (auth/rules.ts decides; this module only asks).
+import type { SnapshotStore } from '../log/snapshot-file.js';
+import { mountSnapshotRoutes } from './snapshot-routes.js';
 import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import type { Core } from '../publish/core.js';
@@ -33,6 +35,8 @@ export interface CoreAppOptions {
   /** Token verification: user tokens (operator/account) with jwtSecret, cluster tokens with clusterSecret. */
   secrets: { jwtSecret: string; clusterSecret: string };
   logger?: Logger;
+  /** This node's snapshot files, served to its peers (GET /v1/cluster/snapshots…). */
+  snapshots?: () => SnapshotStore | null;
 }
 
 export class CommitTimeoutError extends Error {
@@ -214,6 +218,8 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
       return c.json(outcomeBody(o), o.result.status === 'rejected' ? REJECT_HTTP[o.result.code] : 200);
     },
   );
+
+  if (opts.snapshots) mountSnapshotRoutes(app, opts.snapshots, opts.secrets.clusterSecret);
 
   app.get('/v1/sync/info', (c) => {
     const core = getCore();

@@ -27,6 +27,7 @@ import { RaftNode, type RaftRole } from '../replication/raft.js';
 import { ReplicatedMachine } from '../replication/replicated-machine.js';
 import { ClusterTransport } from '../replication/transport.js';
 import { LeaderRole } from './leader-role.js';
+import { NodeSnapshots } from './snapshots.js';
 import { processStats } from '../replica/replica.js';
 
 export type CoreRole = 'starting' | 'primary' | 'standby' | 'halted';
@@ -50,6 +51,8 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   readonly raft: RaftNode<LogEntry>;
   readonly replicated: ReplicatedMachine;
   readonly transport: ClusterTransport;
+  /** Snapshot files, writing and fetching them (null: core.snapshots.everyEntries is 0). */
+  readonly snapshots: NodeSnapshots | null;
   server!: RunningServer;
   /** Order-entry sessions (WS /v1/session), served while this node leads. */
   sessions: OrderSessionServer | null = null;
@@ -81,6 +84,25 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     const clock = opts.clock ?? systemClock;
     const logger = opts.logger;
     const log = (level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}) => logger?.[level](fields, msg);
+    const snap = config.core.snapshots;
+    this.snapshots =
+      snap.everyEntries > 0
+        ? new NodeSnapshots({
+            dir: join(opts.dataDir ?? me.dataDir, 'snapshots'),
+            domain: config.domain,
+            log: this.log,
+            every: snap.everyEntries,
+            keep: snap.keep,
+            budgetMs: snap.budgetMs,
+            peers: () => this.peerUrls,
+            clusterSecret: config.replication.clusterSecret,
+            currentMachine: () => this.replicated.machine,
+            closed: () => this.closed,
+            ...(logger ? { logger } : {}),
+          })
+        : null;
+    // Restart = the newest valid snapshot + the log after it (applied as commits are learned).
+    const restored = this.snapshots?.restore() ?? null;
     this.replicated = new ReplicatedMachine({
       domain: config.domain,
       storage: this.log,
@@ -88,6 +110,8 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       wallMs: () => clock.nowMs(),
       onReady: () => this.onReady(),
       defer: (fn) => setImmediate(() => this.guarded(fn)),
+      ...(restored ? { initial: restored.machine } : {}),
+      ...(this.snapshots ? { snapshots: this.snapshots.hooks() } : {}),
     });
     const { replication } = config;
     this.transport = new ClusterTransport({
@@ -114,8 +138,10 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       onCommit: (commit) => this.replicated.onCommit(commit),
       newClusterId: () => randomUUID(),
       log,
+      committedAtStart: restored?.seq ?? 0,
     });
     this.replicated.attach(this.raft);
+    if (restored) this.snapshots!.verifyRestored(restored.machine, (why) => this.raft.halt(why));
   }
 
   get role(): CoreRole {
@@ -162,6 +188,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
         peers: raft.peerStatus().map((p) => ({ ...p, lag: this.log.lastSeq() - p.match })),
       },
       links: this.transport.status(),
+      snapshots: this.snapshots?.status() ?? null,
       sessions: { open: this.sessions?.open ?? 0, ...this.sessions?.stats },
       process: processStats(),
     };
@@ -221,6 +248,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       maxCommandsPerRequest: config.core.maxCommandsPerRequest,
       readLimits: config.readNode,
       secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
+      snapshots: () => this.snapshots?.store ?? null,
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
     });
     this.sessions = new OrderSessionServer({

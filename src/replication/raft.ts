@@ -38,6 +38,11 @@ export interface RaftOptions<E extends RaftEntry> {
   onCommit?: (commit: number) => void;
   /** A fresh cluster id for a bootstrap (random in production, seeded in the simulator). */
   newClusterId: () => string;
+  /**
+   * Entries known committed at start: the seq of the snapshot the state machine was restored from
+   * (snapshots hold committed state only, docs/snapshots.md). Default 0.
+   */
+  committedAtStart?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -92,6 +97,9 @@ export class RaftNode<E extends RaftEntry> {
     this.peers = o.nodes.filter((n) => n !== o.id);
     this.majority = Math.floor(o.nodes.length / 2) + 1;
     this.hard = o.storage.hardState();
+    const committed = o.committedAtStart ?? 0;
+    assert(committed >= 0 && committed <= o.storage.lastSeq(), `committed at start ${committed} beyond the log (${o.storage.lastSeq()})`);
+    this.commitIndex = committed;
     this.lastTickMs = o.now();
     this.lastQuorumCheckMs = this.lastTickMs;
     this.roleNow = this.hard.clusterId === null ? 'joining' : this.hard.learner ? 'learner' : 'follower';

@@ -41,6 +41,27 @@ export interface ReplicatedMachineOptions {
    * simulator), entries are applied at once.
    */
   defer?: (fn: () => void) => void;
+  /** The machine restored from a snapshot at start (its seq is committed); default: empty. */
+  initial?: HashedMachine;
+  /** Snapshots at deterministic log positions (docs/snapshots.md). Off without it. */
+  snapshots?: SnapshotHooks;
+}
+
+/**
+ * Positions: the first checkpoint entry (one carrying a state hash) at or after each multiple of
+ * `every`. A function of the log alone, so every node takes its snapshots at the same seqs.
+ */
+export interface SnapshotHooks {
+  every: number;
+  /**
+   * A follower's machine is at a position: write it. Applying pauses until the promise settles
+   * (a follower's apply is off the commit path: its acks follow the durable append).
+   */
+  take: (machine: HashedMachine, seq: number, epoch: number) => Promise<void>;
+  /** A leader committed a position it passed while sequencing (it fetches the snapshot from a follower). */
+  leaderPassed?: (seq: number, epoch: number) => void;
+  /** The machine of the newest snapshot at or below `maxSeq`, to rebuild from instead of seq 1. */
+  restore?: (maxSeq: number) => HashedMachine | null;
 }
 
 export class ReplicatedMachine implements SequencerTarget {
@@ -54,11 +75,32 @@ export class ReplicatedMachine implements SequencerTarget {
   /** Follower: committed entries are applied up to here, a chunk per turn (see `defer`). */
   private applyTarget = 0;
   private applyScheduled = false;
+  /** The last checkpoint entry the machine applied (positions are counted from it). */
+  private lastCheckpoint: number;
+  /** A follower's snapshot is being written: applying waits. */
+  private snapshotting = false;
+  /** Positions this leader sequenced past, waiting for their commit. */
+  private leaderPositions: Array<{ seq: number; epoch: number }> = [];
 
   constructor(private readonly o: ReplicatedMachineOptions) {
-    this.machine = new HashedMachine(o.domain);
+    this.machine = o.initial ?? new HashedMachine(o.domain);
+    this.lastCheckpoint = this.machine.lastSeq;
     const last = o.storage.lastSeq();
     if (last > 0) this.lastTsMs = o.storage.entries(last, last)[0]!.tsMs;
+  }
+
+  /** A follower is writing a snapshot (its apply is paused until it finishes). */
+  get snapshotInProgress(): boolean {
+    return this.snapshotting;
+  }
+
+  /** Notes a checkpoint entry; true if it is a snapshot position. */
+  private passed(e: LogEntry): boolean {
+    if (e.stateHash === '') return false;
+    const every = this.o.snapshots?.every ?? 0;
+    const position = every > 0 && Math.floor(e.seq / every) > Math.floor(this.lastCheckpoint / every);
+    this.lastCheckpoint = e.seq;
+    return position;
   }
 
   /** Wires the Raft node (created with this machine's onRole/onCommit as its callbacks). */
@@ -90,7 +132,7 @@ export class ReplicatedMachine implements SequencerTarget {
       this.wasLeader = true;
       // The entries of earlier epochs beyond our commit index will commit with our first entry:
       // apply them now so the machine matches the whole log before we sequence.
-      if (!this.applyThrough(this.o.storage.lastSeq())) return;
+      if (this.applyThrough(this.o.storage.lastSeq()) === false) return;
       if (this.raft.commit >= this.o.storage.lastSeq()) {
         // Nothing of earlier epochs waits for a commit (an empty log, or a single node): ready now,
         // and the first client entry carries the epoch.
@@ -125,12 +167,16 @@ export class ReplicatedMachine implements SequencerTarget {
       let i = 0;
       while (i < this.waiters.length && this.waiters[i]!.seq <= commit) i += 1;
       for (const w of this.waiters.splice(0, i)) w.resolve();
+      while (this.leaderPositions.length > 0 && this.leaderPositions[0]!.seq <= commit) {
+        const p = this.leaderPositions.shift()!;
+        this.o.snapshots?.leaderPassed?.(p.seq, p.epoch);
+      }
       this.o.onApplied?.(commit);
       return;
     }
     this.applyTarget = Math.max(this.applyTarget, commit);
     if (!this.o.defer) {
-      if (this.applyThrough(commit)) this.o.onApplied?.(commit);
+      if (this.applyThrough(commit) !== false) this.o.onApplied?.(commit);
       return;
     }
     if (!this.applyScheduled) this.applyStep();
@@ -140,13 +186,33 @@ export class ReplicatedMachine implements SequencerTarget {
   private applyStep(): void {
     this.applyScheduled = false;
     // A node that became leader applied its whole log when it did (onRole).
-    if (this.raft.isLeader) return;
+    if (this.raft.isLeader || this.snapshotting) return;
     const target = Math.min(this.applyTarget, this.raft.commit);
     if (this.machine.lastSeq >= target) return;
     const upTo = Math.min(target, this.machine.lastSeq + APPLY_CHUNK);
-    if (!this.applyThrough(upTo)) return;
-    this.o.onApplied?.(upTo);
-    if (upTo < target) {
+    const position = this.applyThrough(upTo, true);
+    if (position === false) return;
+    const at = this.machine.lastSeq;
+    this.o.onApplied?.(at);
+    if (position !== null && this.o.snapshots) {
+      // Stopped at a position: write it while applying waits, then go on.
+      this.snapshotting = true;
+      const machine = this.machine;
+      void this.o.snapshots
+        .take(machine, position.seq, position.epoch)
+        .catch(() => {
+          // The hook reports its own failures (status, log); a missed snapshot waits for the next position.
+        })
+        .finally(() => {
+          this.snapshotting = false;
+          if (!this.applyScheduled) {
+            this.applyScheduled = true;
+            this.o.defer!(() => this.applyStep());
+          }
+        });
+      return;
+    }
+    if (at < target) {
       this.applyScheduled = true;
       this.o.defer!(() => this.applyStep());
     }
@@ -190,32 +256,47 @@ export class ReplicatedMachine implements SequencerTarget {
       this.lastTsMs = tsMs;
       // The batch's last entry carries the state hash (a checkpoint followers and replay verify).
       const { result, stateHash } = this.machine.apply({ seq, tsMs, command: item.command }, i === items.length - 1);
-      entries.push({ epoch, seq, clientId: item.clientId, tsMs, command: item.command, result: result as Result, stateHash });
+      const entry: LogEntry = { epoch, seq, clientId: item.clientId, tsMs, command: item.command, result: result as Result, stateHash };
+      entries.push(entry);
+      if (this.passed(entry)) this.leaderPositions.push({ seq, epoch });
     }
     this.raft.propose(entries); // on a storage error Raft steps down first, and onRole rebuilds
     return entries;
   }
 
-  /** Applies stored entries up to `seq`, checking each; halts the node on a mismatch. */
-  private applyThrough(seq: number): boolean {
+  /**
+   * Applies stored entries up to `seq`, checking each; halts the node on a mismatch (false). With
+   * `stopAtPosition`, stops right after a snapshot position and returns it; else null. A leader
+   * (onRole) passes positions without stopping: they are noted for its commit.
+   */
+  private applyThrough(seq: number, stopAtPosition = false): { seq: number; epoch: number } | null | false {
     try {
       while (this.machine.lastSeq < seq) {
         const from = this.machine.lastSeq + 1;
         for (const e of this.o.storage.entries(from, Math.min(seq, from + APPLY_CHUNK - 1))) {
           applyChecked(this.machine, e);
           this.lastTsMs = Math.max(this.lastTsMs, e.tsMs);
+          if (this.passed(e)) {
+            if (stopAtPosition) return { seq: e.seq, epoch: e.epoch };
+            if (this.raft.isLeader) this.leaderPositions.push({ seq: e.seq, epoch: e.epoch });
+          }
         }
       }
-      return true;
+      return null;
     } catch (err) {
       this.raft.halt(err instanceof Error ? err.message : String(err));
       return false;
     }
   }
 
-  /** Throws away applied state past `seq` by replaying the log from the start up to it. */
+  /**
+   * Throws away applied state past `seq`: from the newest snapshot at or below it (if any), else
+   * by replaying the log from the start, then up to `seq`.
+   */
   private rebuild(seq: number): void {
-    this.machine = new HashedMachine(this.o.domain);
-    if (this.applyThrough(seq)) this.machine.drainEffects();
+    this.machine = this.o.snapshots?.restore?.(seq) ?? new HashedMachine(this.o.domain);
+    this.lastCheckpoint = this.machine.lastSeq;
+    this.leaderPositions = [];
+    if (this.applyThrough(seq) !== false) this.machine.drainEffects();
   }
 }

@@ -1,0 +1,221 @@
+// A core node's snapshots (docs/snapshots.md): loads the newest valid one at start, writes one on a
+// follower at each position (applying paused, the export spread over event-loop turns), fetches
+// the one its followers wrote when this node leads (a leader never pauses to export), serves its
+// files to peers (http/snapshot-routes.ts), and reports all of it in /v1/status.
+// Invariants: a snapshot is only ever of committed state (followers apply committed entries only;
+// a leader fetches a position only once it is committed); a fetched file is installed only if it
+// parses (checksum) and its seq, epoch and state hash equal this node's own log entry at that seq;
+// every failure is logged, counted in status and retried at the next position — never silent.
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { DomainConfig } from '../domain/types.js';
+import type { CommandLog } from '../log/command-log.js';
+import { parseSnapshot, SnapshotStore, type SnapshotMeta } from '../log/snapshot-file.js';
+import { loadNewest, take, verifyInBackground } from '../engine/snapshot.js';
+import type { HashedMachine } from '../engine/hashed-machine.js';
+import type { SnapshotHooks } from '../replication/replicated-machine.js';
+
+export interface NodeSnapshotsOptions {
+  dir: string;
+  domain: DomainConfig;
+  log: CommandLog;
+  every: number;
+  keep: number;
+  budgetMs: number;
+  /** Peers' base URLs (for fetching), by name. */
+  peers: () => Map<string, string>;
+  clusterSecret: string;
+  /** The node's current machine (a snapshot is cancelled if it is replaced or moves). */
+  currentMachine: () => HashedMachine;
+  closed: () => boolean;
+  logger?: Logger;
+}
+
+interface Stats {
+  taken: number;
+  fetched: number;
+  failed: number;
+  corrupt: number;
+  lastError: string | null;
+  last: { seq: number; bytes: number; ms: number; longestTurnMs: number; how: 'written' | 'fetched' } | null;
+  restoredFrom: { seq: number; bytes: number; ms: number } | null;
+  verify: 'none' | 'running' | 'ok' | 'failed';
+}
+
+export class NodeSnapshots {
+  readonly store: SnapshotStore;
+  private readonly stats: Stats = { taken: 0, fetched: 0, failed: 0, corrupt: 0, lastError: null, last: null, restoredFrom: null, verify: 'none' };
+  private fetching: number | null = null;
+  /** The newest position this leader committed (what it fetches). */
+  private wanted = 0;
+
+  constructor(private readonly o: NodeSnapshotsOptions) {
+    this.store = new SnapshotStore(o.dir, o.keep);
+  }
+
+  /**
+   * The newest valid snapshot that this node's log agrees with (same epoch and state hash at its
+   * seq), as a machine to start from; null: start from an empty machine.
+   */
+  restore(maxSeq = this.o.log.lastSeq()): { machine: HashedMachine; seq: number } | null {
+    const t0 = performance.now();
+    const loaded = loadNewest(
+      this.o.domain,
+      this.store,
+      (meta) => this.agrees(meta, maxSeq),
+      (path, why) => {
+        this.stats.corrupt += 1;
+        this.fail(`snapshot ${path} is corrupt (${why}); trying an older one`);
+      },
+    );
+    if (loaded === null) return null;
+    this.stats.restoredFrom = { seq: loaded.meta.seq, bytes: loaded.bytes, ms: Math.round(performance.now() - t0) };
+    this.o.logger?.info({ seq: loaded.meta.seq, bytes: loaded.bytes, ms: this.stats.restoredFrom.ms }, 'state restored from a snapshot');
+    return { machine: loaded.machine, seq: loaded.meta.seq };
+  }
+
+  /**
+   * Checks every restored account's stored digest against its state over many turns; `halt` is
+   * called on a mismatch (the snapshot held a state its hash does not describe: a bug).
+   */
+  verifyRestored(machine: HashedMachine, halt: (why: string) => void): void {
+    this.stats.verify = 'running';
+    const ids = machine.machine.accountIds();
+    void verifyInBackground(() => machine, ids, { cancelled: () => this.o.closed() || this.o.currentMachine() !== machine }).then(
+      (wrong) => {
+        if (wrong === null) {
+          this.stats.verify = this.o.currentMachine() === machine ? 'ok' : 'none';
+          return;
+        }
+        this.stats.verify = 'failed';
+        halt(`restored snapshot: account ${wrong}'s stored digest does not match its state`);
+      },
+      (err: unknown) => this.fail(`snapshot verification failed: ${String(err)}`),
+    );
+  }
+
+  /** The hooks the replicated machine calls. */
+  hooks(): SnapshotHooks {
+    return {
+      every: this.o.every,
+      take: (machine, seq, epoch) => this.write(machine, seq, epoch, this.o.budgetMs),
+      leaderPassed: (seq, epoch) => this.onLeaderPassed(seq, epoch),
+      restore: (maxSeq) => this.restore(maxSeq)?.machine ?? null,
+    };
+  }
+
+  status() {
+    const files = this.store.list();
+    return { every: this.o.every, files: files.map((f) => ({ seq: f.seq, bytes: f.bytes })), fetching: this.fetching, ...this.stats };
+  }
+
+  private agrees(meta: SnapshotMeta, maxSeq: number): boolean {
+    if (meta.seq > maxSeq || meta.seq > this.o.log.lastSeq()) return false;
+    const e = this.o.log.entryAt(meta.seq);
+    return e !== undefined && e.epoch === meta.epoch && e.stateHash === meta.stateHash;
+  }
+
+  private async write(machine: HashedMachine, seq: number, epoch: number, budgetMs: number): Promise<void> {
+    if (this.store.has(seq)) return;
+    const t0 = performance.now();
+    try {
+      const r = await take(machine, epoch, this.store, {
+        budgetMs,
+        cancelled: () => this.o.closed() || this.o.currentMachine() !== machine || machine.lastSeq !== seq,
+      });
+      if (r === null) return;
+      this.stats.taken += 1;
+      this.stats.last = { seq, bytes: r.bytes, ms: Math.round(performance.now() - t0), longestTurnMs: Math.round(r.longestTurnMs * 10) / 10, how: 'written' };
+      this.o.logger?.info({ seq, bytes: r.bytes, ms: this.stats.last.ms, longestTurnMs: this.stats.last.longestTurnMs, turns: r.turns }, 'snapshot written');
+    } catch (err) {
+      this.fail(`snapshot at ${seq} failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** A leader committed a position: fetch the followers' snapshot of it (or, alone, write its own). */
+  private onLeaderPassed(seq: number, epoch: number): void {
+    if (this.store.has(seq)) return;
+    const machine = this.o.currentMachine();
+    if (this.o.peers().size === 0) {
+      // A single node has nobody to write it: export now, in one go, if the machine is exactly at
+      // the position (the sequencer calls this right after the batch that ends there committed).
+      if (machine.lastSeq === seq) void this.write(machine, seq, epoch, Number.POSITIVE_INFINITY);
+      return;
+    }
+    // Only the newest position matters: followers keep a few files, and an older one is of no use
+    // once a newer one exists.
+    this.wanted = Math.max(this.wanted, seq);
+    if (this.fetching !== null) return;
+    this.fetching = seq;
+    void this.fetchFromPeers().finally(() => {
+      this.fetching = null;
+    });
+  }
+
+  private async fetchFromPeers(): Promise<void> {
+    // Followers write it after they apply it: give them time, with backoff.
+    for (let attempt = 0; attempt < 12 && !this.o.closed(); attempt++) {
+      const seq = this.wanted;
+      this.fetching = seq;
+      if (this.store.has(seq)) return;
+      const t0 = performance.now();
+      for (const [peer, url] of this.o.peers()) {
+        try {
+          const bytes = await this.download(`${url}/v1/cluster/snapshots/${seq}`);
+          if (bytes === null) continue;
+          const { meta } = parseSnapshot(bytes, `snapshot ${seq} from ${peer}`);
+          if (meta.seq !== seq || !this.agrees(meta, seq)) throw new Error(`snapshot ${seq} from ${peer} does not match this node's log at that seq`);
+          if (this.store.has(seq)) return;
+          const info = this.store.installBytes(meta, bytes);
+          this.store.prune();
+          this.stats.fetched += 1;
+          this.stats.last = { seq, bytes: info.bytes, ms: Math.round(performance.now() - t0), longestTurnMs: 0, how: 'fetched' };
+          this.o.logger?.info({ seq, from: peer, bytes: info.bytes }, 'snapshot fetched from a follower');
+          if (this.wanted === seq) return;
+          attempt = -1; // a newer position was passed meanwhile: fetch it, with a fresh backoff
+          break;
+        } catch (err) {
+          this.fail(`fetching snapshot ${seq} from ${peer}: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }
+      if (attempt >= 0) await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)).unref());
+    }
+    if (!this.store.has(this.wanted)) this.fail(`no follower served snapshot ${this.wanted}: this node restarts from an older one (or the log)`);
+  }
+
+  /** GETs a snapshot, resuming with Range after a dropped connection; null if the peer has none. */
+  async download(url: string): Promise<Buffer | null> {
+    const chunks: Buffer[] = [];
+    let have = 0;
+    let total: number | null = null;
+    for (let tries = 0; tries < 5; tries++) {
+      const headers: Record<string, string> = { authorization: `Bearer ${this.o.clusterSecret}` };
+      if (have > 0) headers['range'] = `bytes=${have}-`;
+      const res = await fetch(url, { headers, signal: AbortSignal.timeout(60_000) });
+      if (res.status === 404) return null;
+      if (res.status !== 200 && res.status !== 206) throw new Error(`GET ${url}: ${res.status}`);
+      if (res.status === 200 && have > 0) {
+        // The peer ignored the range: start over.
+        chunks.length = 0;
+        have = 0;
+      }
+      total ??= have + Number(res.headers.get('content-length') ?? 'NaN');
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          chunks.push(Buffer.from(chunk));
+          have += chunk.length;
+        }
+      } catch {
+        continue; // dropped mid-way: resume from `have`
+      }
+      if (have === total) return Buffer.concat(chunks);
+    }
+    throw new Error(`GET ${url}: incomplete after 5 attempts (${have} of ${total ?? '?'} bytes)`);
+  }
+
+  private fail(msg: string): void {
+    this.stats.failed += 1;
+    this.stats.lastError = msg;
+    this.o.logger?.warn({ err: msg }, 'snapshot problem');
+  }
+}
