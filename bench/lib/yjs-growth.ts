@@ -13,7 +13,7 @@ import type { Submission } from '../../src/engine/sequencer.js';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../../src/config/schema.js';
 import { assert } from '../../src/domain/assert.js';
 import type { Amount, Command, PriceTicks, QtyLots } from '../../src/domain/types.js';
-import { EMPTY_HARD_STATE, type CommandLog, type HardState, type LogEntry } from '../../src/log/command-log.js';
+import { EMPTY_BASE, EMPTY_HARD_STATE, type CommandLog, type HardState, type LogBase, type LogEntry } from '../../src/log/command-log.js';
 import { mulberry32 } from '../../sim/prng.js';
 
 export interface GrowthRow {
@@ -125,6 +125,18 @@ export class CountingCommandLog implements CommandLog {
   truncateAfter(seq: number): number {
     assert(seq === this.seq, 'CountingCommandLog cannot truncate');
     return 0;
+  }
+
+  base(): LogBase {
+    return EMPTY_BASE;
+  }
+
+  dropThrough(): number {
+    throw new Error('CountingCommandLog keeps no history to drop');
+  }
+
+  resetTo(): void {
+    throw new Error('CountingCommandLog is never refilled');
   }
 
   close(): void {}

@@ -62,6 +62,13 @@ export const ConfigSchema = z.strictObject({
         budgetMs: int(1, 1000).default(8),
       })
       .default({ everyEntries: 100_000, keep: 2, budgetMs: 8 }),
+    /**
+     * After each snapshot, log entries below the oldest kept snapshot (and outside the idempotency
+     * window) are archived to `<dataDir>/archive/log-<from>-<to>.db` ('archive'), deleted ('drop'),
+     * or kept ('keep': the log grows forever, a new node still refills from a snapshot only if a
+     * peer dropped what it lacks).
+     */
+    retention: z.enum(['archive', 'drop', 'keep']).default('archive'),
   }),
   domain: z.strictObject({
     markets: z

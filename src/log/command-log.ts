@@ -42,12 +42,28 @@ export class StorageError extends Error {
   override name = 'StorageError';
 }
 
+/**
+ * Where the log starts: the entry just before its first one. Entries up to it were dropped or
+ * archived after a snapshot (retention), or never held (a node refilled from a snapshot). They are
+ * committed: only committed entries are ever dropped.
+ */
+export interface LogBase {
+  seq: number;
+  epoch: number;
+  /** The state hash stored on that entry ('' if it was not a checkpoint, or is unknown). */
+  stateHash: string;
+}
+
+export const EMPTY_BASE: LogBase = { seq: 0, epoch: 0, stateHash: '' };
+
 export interface CommandLog {
   hardState(): HardState;
   setHardState(h: HardState): void;
   /** 0 when empty. */
   lastSeq(): number;
-  /** Epoch of the entry at seq; 0 for seq 0; undefined beyond the log. */
+  /** The entry before the first one held (seq 0 when the log starts at 1). */
+  base(): LogBase;
+  /** Epoch of the entry at seq; 0 for seq 0; the base's at base().seq; undefined outside base..last. */
   epochAt(seq: number): number | undefined;
   /** Last seq whose epoch is <= epoch, 0 if none (where a log ending in `epoch` agrees with this one). */
   lastSeqOfEpochAtMost(epoch: number): number;
@@ -64,6 +80,16 @@ export interface CommandLog {
   /** Entries with seq >= fromSeq in order, lazily. */
   entriesFrom(fromSeq: number): IterableIterator<LogEntry>;
   entryAt(seq: number): LogEntry | undefined;
+  /**
+   * Retention: drops (or archives) whole stored batches that end at or before `seq`, which must be
+   * committed. The base moves to the last entry dropped. Returns how many entries went.
+   */
+  dropThrough(seq: number): number;
+  /**
+   * Empties the log and starts it after `base` (a node refilled from a snapshot: the leader no
+   * longer holds the entries it lacks). Only ever with a base that is committed.
+   */
+  resetTo(base: LogBase): void;
   close(): void;
 }
 

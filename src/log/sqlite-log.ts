@@ -14,11 +14,11 @@
 import Database from 'better-sqlite3';
 import { Packr } from 'msgpackr';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { assert } from '../domain/assert.js';
 import type { Command, Result, Seq } from '../domain/types.js';
 import {
-  appendProblem, EMPTY_HARD_STATE, freezeEntry, LogCorruptError, StorageError, type CommandLog, type HardState, type LogEntry,
+  appendProblem, EMPTY_BASE, EMPTY_HARD_STATE, freezeEntry, LogCorruptError, StorageError, type CommandLog, type HardState, type LogBase, type LogEntry,
 } from './command-log.js';
 import { ClientIndex } from './client-index.js';
 
@@ -79,6 +79,12 @@ function onDisk<T>(what: string, fn: () => T): T {
 export interface SqliteLogOptions {
   /** How many of the newest client ids are remembered for idempotency (default 1,000,000). */
   idempotencyWindow?: number;
+  /**
+   * Where dropThrough puts what it removes: 'archive' copies the batches into
+   * `<dir>/archive/log-<from>-<to>.db` first (same table, readable with any SQLite), 'drop' only
+   * deletes them. Default 'archive'.
+   */
+  retention?: 'archive' | 'drop';
 }
 
 export class SqliteCommandLog implements CommandLog {
@@ -86,6 +92,8 @@ export class SqliteCommandLog implements CommandLog {
   private last: number;
   private lastEpoch: number;
   private hard: HardState;
+  private baseAt: LogBase;
+  private readonly retention: 'archive' | 'drop';
   /** The last tail.length entries; tail[i] has seq tailFrom + i. */
   private tail: LogEntry[] = [];
   private tailFrom = 1;
@@ -131,9 +139,12 @@ export class SqliteCommandLog implements CommandLog {
     if (version === undefined) this.db.prepare(`INSERT INTO log_meta (key, value) VALUES ('schema', ?)`).run(String(SCHEMA_VERSION));
     const hard = meta('hard_state');
     this.hard = hard === undefined ? EMPTY_HARD_STATE : (JSON.parse(hard) as HardState);
-    // Rows must tile 1..last: each starts where the previous ended (one row per batch, so cheap).
-    let expected = 1;
-    let lastEpoch = 0;
+    const base = meta('base');
+    this.baseAt = base === undefined ? EMPTY_BASE : (JSON.parse(base) as LogBase);
+    this.retention = opts.retention ?? 'archive';
+    // Rows must tile base+1..last: each starts where the previous ended (one row per batch, so cheap).
+    let expected = this.baseAt.seq + 1;
+    let lastEpoch = this.baseAt.epoch;
     let gap: string | null = null;
     for (const r of this.db.prepare<[], { first_seq: number; last_seq: number; last_epoch: number; n: number }>(
       'SELECT first_seq, last_seq, last_epoch, n FROM log_batch ORDER BY first_seq',
@@ -147,7 +158,7 @@ export class SqliteCommandLog implements CommandLog {
     }
     if (gap !== null) {
       this.db.close();
-      throw new LogCorruptError(`${path}: log is not contiguous from 1 (${gap})`);
+      throw new LogCorruptError(`${path}: log is not contiguous from ${this.baseAt.seq + 1} (${gap})`);
     }
     this.last = expected - 1;
     this.lastEpoch = lastEpoch;
@@ -170,7 +181,7 @@ export class SqliteCommandLog implements CommandLog {
       }
     });
     this.clientIds = new ClientIndex(opts.idempotencyWindow ?? DEFAULT_IDEMPOTENCY_WINDOW);
-    const from = Math.max(1, this.last - this.clientIds.window + 1);
+    const from = Math.max(this.baseAt.seq + 1, this.last - this.clientIds.window + 1);
     this.clientIds.reset(from - 1);
     for (const e of this.entriesFrom(from)) this.clientIds.add(e.clientId, e.seq);
   }
@@ -193,17 +204,23 @@ export class SqliteCommandLog implements CommandLog {
     return { ids: this.clientIds.size, window: this.clientIds.window };
   }
 
+  base(): LogBase {
+    return this.baseAt;
+  }
+
   epochAt(seq: number): number | undefined {
     if (seq === 0) return 0;
-    if (seq < 0 || seq > this.last) return undefined;
+    if (seq < this.baseAt.seq || seq > this.last) return undefined;
     if (seq === this.last) return this.lastEpoch;
+    if (seq === this.baseAt.seq) return this.baseAt.epoch;
     return this.entryAt(seq)?.epoch;
   }
 
   lastSeqOfEpochAtMost(epoch: number): number {
     if (this.lastEpoch <= epoch) return this.last;
     const row = this.firstAboveEpoch.get(epoch);
-    assert(row !== undefined, `log ends in epoch ${this.lastEpoch} but no batch is above epoch ${epoch}`);
+    // Every held entry is above `epoch`: the answer is at or below the base (committed, common to all).
+    if (row === undefined) return this.baseAt.seq;
     const entries = this.decode(row);
     const i = entries.findIndex((e) => e.epoch > epoch);
     assert(i >= 0, `batch ${row.first_seq} has last epoch above ${epoch} but no entry above it`);
@@ -211,7 +228,7 @@ export class SqliteCommandLog implements CommandLog {
   }
 
   entries(from: number, to: number): LogEntry[] {
-    assert(from >= 1 && to <= this.last && from <= to + 1, `entries ${from}..${to} outside 1..${this.last}`);
+    assert(from > this.baseAt.seq && to <= this.last && from <= to + 1, `entries ${from}..${to} outside ${this.baseAt.seq + 1}..${this.last}`);
     if (from > to) return [];
     if (from >= this.tailFrom) return this.tail.slice(from - this.tailFrom, to - this.tailFrom + 1);
     const out: LogEntry[] = [];
@@ -253,7 +270,7 @@ export class SqliteCommandLog implements CommandLog {
   }
 
   *entriesFrom(fromSeq: number): IterableIterator<LogEntry> {
-    const from = Math.max(1, fromSeq);
+    const from = Math.max(this.baseAt.seq + 1, fromSeq);
     if (from >= this.tailFrom) {
       // Copied: the tail may change while the caller iterates.
       yield* this.tail.slice(from - this.tailFrom);
@@ -265,7 +282,7 @@ export class SqliteCommandLog implements CommandLog {
   }
 
   entryAt(seq: number): LogEntry | undefined {
-    if (seq < 1 || seq > this.last) return undefined;
+    if (seq <= this.baseAt.seq || seq > this.last) return undefined;
     if (seq >= this.tailFrom) return this.tail[seq - this.tailFrom];
     const d = this.decoded;
     if (d !== null && seq >= d.first && seq < d.first + d.entries.length) return d.entries[seq - d.first];
@@ -275,16 +292,16 @@ export class SqliteCommandLog implements CommandLog {
   }
 
   truncateAfter(seq: number): number {
-    assert(seq >= 0 && seq <= this.last, `truncate to ${seq} outside 0..${this.last}`);
+    assert(seq >= this.baseAt.seq && seq <= this.last, `truncate to ${seq} outside ${this.baseAt.seq}..${this.last}`);
     if (seq === this.last) return 0;
-    const holder = seq === 0 ? undefined : this.rowAt.get(seq);
+    const holder = seq === this.baseAt.seq ? undefined : this.rowAt.get(seq);
     const keep = holder !== undefined && holder.last_seq > seq ? { first: holder.first_seq, entries: this.decode(holder) } : null;
     onDisk('log truncate', () => this.truncateTx(seq, keep));
     const removed = this.last - seq;
     this.decoded = null;
     this.clientIds.truncateAfter(seq, (from, to) => this.entries(from, to));
     this.last = seq;
-    this.lastEpoch = seq === 0 ? 0 : this.entryAt(seq)!.epoch;
+    this.lastEpoch = seq === this.baseAt.seq ? this.baseAt.epoch : this.entryAt(seq)!.epoch;
     if (seq + 1 < this.tailFrom) {
       this.tail = [];
       this.tailFrom = seq + 1;
@@ -292,6 +309,66 @@ export class SqliteCommandLog implements CommandLog {
       this.tail.length = seq + 1 - this.tailFrom;
     }
     return removed;
+  }
+
+  dropThrough(seq: number): number {
+    assert(seq <= this.last, `drop through ${seq} beyond the log (${this.last})`);
+    // Never inside the idempotency window: a retry there must still find its entry.
+    seq = Math.min(seq, this.last - this.clientIds.window);
+    if (seq <= this.baseAt.seq) return 0;
+    // Whole batches only: the new base is the last entry of the last batch dropped.
+    const row = this.db.prepare<[number], { first_seq: number; last_seq: number; last_epoch: number; entries: Buffer }>(
+      'SELECT first_seq, last_seq, last_epoch, entries FROM log_batch WHERE last_seq <= ? ORDER BY first_seq DESC LIMIT 1',
+    ).get(seq);
+    if (row === undefined) return 0;
+    const lastEntry = this.decode(row).at(-1)!;
+    const base: LogBase = { seq: row.last_seq, epoch: row.last_epoch, stateHash: lastEntry.stateHash };
+    const from = this.baseAt.seq + 1;
+    if (this.retention === 'archive') {
+      // Copied (and durable) before the delete: a crash in between leaves the rows in both, never in
+      // neither. Segments are plain SQLite files with the same table.
+      const dir = join(dirname(this.path), 'archive');
+      mkdirSync(dir, { recursive: true });
+      const file = join(dir, `log-${String(from).padStart(14, '0')}-${String(base.seq).padStart(14, '0')}.db`);
+      onDisk('log archive', () => {
+        this.db.prepare('ATTACH DATABASE ? AS arch').run(file);
+        try {
+          this.db.exec('CREATE TABLE IF NOT EXISTS arch.log_batch (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, last_epoch INTEGER NOT NULL, n INTEGER NOT NULL, entries BLOB NOT NULL) STRICT');
+          this.db.prepare('INSERT OR IGNORE INTO arch.log_batch SELECT * FROM main.log_batch WHERE last_seq <= ?').run(base.seq);
+        } finally {
+          this.db.exec('DETACH DATABASE arch');
+        }
+      });
+    }
+    onDisk('log retention', () =>
+      this.db.transaction(() => {
+        this.db.prepare('DELETE FROM log_batch WHERE last_seq <= ?').run(base.seq);
+        this.putMeta.run('base', JSON.stringify(base));
+      })(),
+    );
+    this.baseAt = base;
+    this.decoded = null;
+    if (this.tailFrom <= base.seq) {
+      this.tail.splice(0, base.seq + 1 - this.tailFrom);
+      this.tailFrom = base.seq + 1;
+    }
+    return base.seq - from + 1;
+  }
+
+  resetTo(base: LogBase): void {
+    onDisk('log reset', () =>
+      this.db.transaction(() => {
+        this.db.prepare('DELETE FROM log_batch').run();
+        this.putMeta.run('base', JSON.stringify(base));
+      })(),
+    );
+    this.baseAt = { ...base };
+    this.last = base.seq;
+    this.lastEpoch = base.epoch;
+    this.tail = [];
+    this.tailFrom = base.seq + 1;
+    this.decoded = null;
+    this.clientIds.reset(base.seq);
   }
 
   close(): void {

@@ -72,7 +72,10 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     if (!me) throw new Error(`no core node named ${opts.nodeName}; configured: ${nodes.map((n) => n.name).join(', ')}`);
     this.name = me.name;
     this.peerUrls = new Map(nodes.filter((n) => n.name !== me.name).map((n) => [n.name, opts.peerUrls?.[n.name] ?? `http://${n.host}:${n.port}`]));
-    this.log = new SqliteCommandLog(join(opts.dataDir ?? me.dataDir, 'log.db'), { idempotencyWindow: config.core.idempotencyWindow });
+    this.log = new SqliteCommandLog(join(opts.dataDir ?? me.dataDir, 'log.db'), {
+      idempotencyWindow: config.core.idempotencyWindow,
+      retention: config.core.retention === 'drop' ? 'drop' : 'archive',
+    });
     this.layout = { accountShards: config.publish.accountShards, markets: config.domain.markets.map((m) => m.symbol) };
     this.sync = new SyncServer({
       maxConnections: config.readNode.maxConnections,
@@ -97,6 +100,10 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
             peers: () => this.peerUrls,
             clusterSecret: config.replication.clusterSecret,
             currentMachine: () => this.replicated.machine,
+            install: (machine) => this.guarded(() => this.replicated.installSnapshot(machine)),
+            commit: () => this.raft.commit,
+            retention: config.core.retention,
+            halt: (why) => this.raft.halt(why),
             closed: () => this.closed,
             ...(logger ? { logger } : {}),
           })
@@ -138,10 +145,13 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       onCommit: (commit) => this.replicated.onCommit(commit),
       newClusterId: () => randomUUID(),
       log,
-      committedAtStart: restored?.seq ?? 0,
+      // A snapshot's seq and the log's base are committed (only committed state is ever snapshotted or dropped).
+      committedAtStart: Math.max(restored?.seq ?? 0, this.log.base().seq),
+      mayLead: () => this.replicated.mayLead,
+      onReset: (base) => this.replicated.onReset(base),
     });
     this.replicated.attach(this.raft);
-    if (restored) this.snapshots!.verifyRestored(restored.machine, (why) => this.raft.halt(why));
+    if (restored) this.snapshots!.verifyRestored(restored.machine);
   }
 
   get role(): CoreRole {

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { DomainConfig } from '../domain/types.js';
 import type { CommandLog } from '../log/command-log.js';
 import { parseSnapshot, SnapshotStore, type SnapshotMeta } from '../log/snapshot-file.js';
-import { loadNewest, take, verifyInBackground } from '../engine/snapshot.js';
+import { fromFrames, loadNewest, take, verifyInBackground } from '../engine/snapshot.js';
 import type { HashedMachine } from '../engine/hashed-machine.js';
 import type { SnapshotHooks } from '../replication/replicated-machine.js';
 
@@ -27,6 +27,13 @@ export interface NodeSnapshotsOptions {
   clusterSecret: string;
   /** The node's current machine (a snapshot is cancelled if it is replaced or moves). */
   currentMachine: () => HashedMachine;
+  /** Hands a fetched snapshot's machine to the replicated machine (it is behind its log's base). */
+  install: (machine: HashedMachine) => void;
+  /** The node's commit index. */
+  commit: () => number;
+  retention: 'archive' | 'drop' | 'keep';
+  /** A restored snapshot's digests do not describe its state: a bug, stop. */
+  halt: (why: string) => void;
   closed: () => boolean;
   logger?: Logger;
 }
@@ -39,13 +46,18 @@ interface Stats {
   lastError: string | null;
   last: { seq: number; bytes: number; ms: number; longestTurnMs: number; how: 'written' | 'fetched' } | null;
   restoredFrom: { seq: number; bytes: number; ms: number } | null;
+  refilled: { seq: number; from: string; bytes: number; ms: number } | null;
   verify: 'none' | 'running' | 'ok' | 'failed';
+  /** Entries dropped (or archived) from the log by retention since start. */
+  dropped: number;
 }
 
 export class NodeSnapshots {
   readonly store: SnapshotStore;
-  private readonly stats: Stats = { taken: 0, fetched: 0, failed: 0, corrupt: 0, lastError: null, last: null, restoredFrom: null, verify: 'none' };
+  private readonly stats: Stats = { taken: 0, fetched: 0, failed: 0, corrupt: 0, lastError: null, last: null, restoredFrom: null, refilled: null, verify: 'none', dropped: 0 };
   private fetching: number | null = null;
+  /** A refill from a peer's snapshot is under way (from this log base). */
+  private refilling: number | null = null;
   /** The newest position this leader committed (what it fetches). */
   private wanted = 0;
 
@@ -78,7 +90,8 @@ export class NodeSnapshots {
    * Checks every restored account's stored digest against its state over many turns; `halt` is
    * called on a mismatch (the snapshot held a state its hash does not describe: a bug).
    */
-  verifyRestored(machine: HashedMachine, halt: (why: string) => void): void {
+  verifyRestored(machine: HashedMachine): void {
+    const halt = this.o.halt;
     this.stats.verify = 'running';
     const ids = machine.machine.accountIds();
     void verifyInBackground(() => machine, ids, { cancelled: () => this.o.closed() || this.o.currentMachine() !== machine }).then(
@@ -101,16 +114,99 @@ export class NodeSnapshots {
       take: (machine, seq, epoch) => this.write(machine, seq, epoch, this.o.budgetMs),
       leaderPassed: (seq, epoch) => this.onLeaderPassed(seq, epoch),
       restore: (maxSeq) => this.restore(maxSeq)?.machine ?? null,
+      needSnapshot: (base) => this.refill(base),
     };
+  }
+
+  /**
+   * The machine is behind the log's base: fetch the newest snapshot a peer holds at or after it,
+   * once this node's log reaches it (so it can be checked against the log), and install it.
+   * Retries with backoff until it succeeds; status shows `refilling` meanwhile.
+   */
+  private refill(base: number): void {
+    if (this.refilling !== null) return;
+    this.refilling = base;
+    this.o.logger?.warn({ base }, 'state behind the log\'s base: refilling from a peer\'s snapshot');
+    void (async () => {
+      for (let attempt = 0; !this.o.closed(); attempt++) {
+        if (this.o.currentMachine().lastSeq >= this.o.log.base().seq) break;
+        try {
+          if (await this.refillOnce()) break;
+        } catch (err) {
+          this.fail(`refill: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(attempt, 6))).unref());
+      }
+    })().finally(() => {
+      this.refilling = null;
+    });
+  }
+
+  private async refillOnce(): Promise<boolean> {
+    const base = this.o.log.base().seq;
+    const limit = Math.min(this.o.log.lastSeq(), this.o.commit());
+    // Newest first, among what peers hold at or after the base and this node's log (committed) reaches.
+    const offers: Array<{ peer: string; url: string; seq: number }> = [];
+    for (const [peer, url] of this.o.peers()) {
+      try {
+        const res = await fetch(`${url}/v1/cluster/snapshots`, { headers: { authorization: `Bearer ${this.o.clusterSecret}` }, signal: AbortSignal.timeout(5000) });
+        if (!res.ok) continue;
+        const body = (await res.json()) as { snapshots?: Array<{ seq: number }> };
+        for (const f of body.snapshots ?? []) if (Number.isSafeInteger(f.seq) && f.seq >= base && f.seq <= limit) offers.push({ peer, url, seq: f.seq });
+      } catch {
+        // That peer is down: ask the others.
+      }
+    }
+    offers.sort((a, b) => b.seq - a.seq);
+    for (const o of offers) {
+      const t0 = performance.now();
+      const bytes = await this.download(`${o.url}/v1/cluster/snapshots/${o.seq}`);
+      if (bytes === null) continue;
+      const { meta, frames } = parseSnapshot(bytes, `snapshot ${o.seq} from ${o.peer}`);
+      if (meta.seq !== o.seq || !this.agrees(meta, limit)) {
+        this.fail(`snapshot ${o.seq} from ${o.peer} does not match this node's log`);
+        continue;
+      }
+      const machine = fromFrames(this.o.domain, meta, frames, `snapshot ${o.seq} from ${o.peer}`);
+      if (!this.store.has(meta.seq)) this.store.installBytes(meta, bytes);
+      this.store.prune();
+      this.o.install(machine);
+      this.stats.fetched += 1;
+      this.stats.refilled = { seq: meta.seq, from: o.peer, bytes: bytes.length, ms: Math.round(performance.now() - t0) };
+      this.o.logger?.info({ seq: meta.seq, from: o.peer, bytes: bytes.length }, 'state refilled from a peer\'s snapshot');
+      this.verifyRestored(machine);
+      return true;
+    }
+    return false;
+  }
+
+  /** Retention after a new snapshot: the log keeps what the oldest kept snapshot may need. */
+  private retain(): void {
+    if (this.o.retention === 'keep') return;
+    const oldest = this.store.list().at(-1);
+    if (oldest === undefined) return;
+    const upTo = Math.min(oldest.seq, this.o.commit(), this.o.currentMachine().lastSeq);
+    try {
+      const dropped = this.o.log.dropThrough(upTo);
+      if (dropped > 0) {
+        this.stats.dropped += dropped;
+        this.o.logger?.info({ through: this.o.log.base().seq, entries: dropped, mode: this.o.retention }, 'log retention');
+      }
+    } catch (err) {
+      this.fail(`log retention: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   status() {
     const files = this.store.list();
-    return { every: this.o.every, files: files.map((f) => ({ seq: f.seq, bytes: f.bytes })), fetching: this.fetching, ...this.stats };
+    return { every: this.o.every, files: files.map((f) => ({ seq: f.seq, bytes: f.bytes })), fetching: this.fetching, refilling: this.refilling, logBase: this.o.log.base().seq, ...this.stats };
   }
 
+  /** The log holds the snapshot's seq with the same epoch and state hash (or it is the log's base). */
   private agrees(meta: SnapshotMeta, maxSeq: number): boolean {
     if (meta.seq > maxSeq || meta.seq > this.o.log.lastSeq()) return false;
+    const base = this.o.log.base();
+    if (meta.seq === base.seq && base.seq > 0) return base.epoch === meta.epoch && (base.stateHash === '' || base.stateHash === meta.stateHash);
     const e = this.o.log.entryAt(meta.seq);
     return e !== undefined && e.epoch === meta.epoch && e.stateHash === meta.stateHash;
   }
@@ -127,6 +223,7 @@ export class NodeSnapshots {
       this.stats.taken += 1;
       this.stats.last = { seq, bytes: r.bytes, ms: Math.round(performance.now() - t0), longestTurnMs: Math.round(r.longestTurnMs * 10) / 10, how: 'written' };
       this.o.logger?.info({ seq, bytes: r.bytes, ms: this.stats.last.ms, longestTurnMs: this.stats.last.longestTurnMs, turns: r.turns }, 'snapshot written');
+      this.retain();
     } catch (err) {
       this.fail(`snapshot at ${seq} failed: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -171,6 +268,7 @@ export class NodeSnapshots {
           this.stats.fetched += 1;
           this.stats.last = { seq, bytes: info.bytes, ms: Math.round(performance.now() - t0), longestTurnMs: 0, how: 'fetched' };
           this.o.logger?.info({ seq, from: peer, bytes: info.bytes }, 'snapshot fetched from a follower');
+          this.retain();
           if (this.wanted === seq) return;
           attempt = -1; // a newer position was passed meanwhile: fetch it, with a fresh backoff
           break;

@@ -7,6 +7,8 @@
 //   5 APPEND       {prevSeq, prevEpoch, entries, commit}            AppendEntries (no entries: heartbeat)
 //   6 APPEND_REPLY {ok, match, hint, lastSeq}                       ok: durable up to match; else retry from hint+1
 //   7 TIMEOUT_NOW  {}                                               leader → caught-up follower: campaign now (handoff)
+//   8 RESET        {base, baseEpoch, baseHash, commit}             leader → follower it holds no entries for: start your
+//                                                                   log after base, take your state from a snapshot
 // VOTE may carry `transfer: true` (an election started by TIMEOUT_NOW): voters skip leader stickiness.
 // Frames are binary MessagePack (msgpackr, plain maps): no JSON text to build or parse per entry.
 // Invariants: decode() accepts only well-formed messages (anything else throws, and the link is
@@ -30,6 +32,7 @@ export const MSG_VOTE_REPLY = 4;
 export const MSG_APPEND = 5;
 export const MSG_APPEND_REPLY = 6;
 export const MSG_TIMEOUT_NOW = 7;
+export const MSG_RESET = 8;
 
 interface Base {
   cluster: string | null;
@@ -44,7 +47,8 @@ export type RaftMessage<E extends RaftEntry> =
   | (Base & { t: typeof MSG_VOTE_REPLY; cluster: string; pre: boolean; granted: boolean })
   | (Base & { t: typeof MSG_APPEND; cluster: string; prevSeq: number; prevEpoch: number; entries: E[]; commit: number })
   | (Base & { t: typeof MSG_APPEND_REPLY; cluster: string; ok: boolean; match: number; hint: number; lastSeq: number })
-  | (Base & { t: typeof MSG_TIMEOUT_NOW; cluster: string });
+  | (Base & { t: typeof MSG_TIMEOUT_NOW; cluster: string })
+  | (Base & { t: typeof MSG_RESET; cluster: string; base: number; baseEpoch: number; baseHash: string; commit: number });
 
 const n = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const node = z.string().min(1).max(128);
@@ -81,6 +85,7 @@ const MessageSchema = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal(MSG_APPEND), cluster, ...base, prevSeq: n, prevEpoch: n, entries: z.array(z.unknown()).max(100_000), commit: n }),
   z.strictObject({ t: z.literal(MSG_APPEND_REPLY), cluster, ...base, ok: z.boolean(), match: n, hint: n, lastSeq: n }),
   z.strictObject({ t: z.literal(MSG_TIMEOUT_NOW), cluster, ...base }),
+  z.strictObject({ t: z.literal(MSG_RESET), cluster, ...base, base: n, baseEpoch: n, baseHash: z.string().max(128), commit: n }),
 ]);
 
 export type ClusterMessage = RaftMessage<LogEntry>;

@@ -8,7 +8,7 @@
 // never passes an entry that a majority does not hold; learners never vote or campaign.
 import { assert } from '../domain/assert.js';
 import {
-  MSG_APPEND, MSG_APPEND_REPLY, MSG_HELLO, MSG_HELLO_REPLY, MSG_TIMEOUT_NOW, MSG_VOTE, MSG_VOTE_REPLY,
+  MSG_APPEND, MSG_APPEND_REPLY, MSG_HELLO, MSG_HELLO_REPLY, MSG_RESET, MSG_TIMEOUT_NOW, MSG_VOTE, MSG_VOTE_REPLY,
   type NodeId, type RaftEntry, type RaftMessage,
 } from './messages.js';
 import { StorageError, type HardState, type RaftStorage } from './storage.js';
@@ -43,6 +43,13 @@ export interface RaftOptions<E extends RaftEntry> {
    * (snapshots hold committed state only, docs/snapshots.md). Default 0.
    */
   committedAtStart?: number;
+  /**
+   * False while this node could not lead: its state machine is behind its log's base (waiting for a
+   * snapshot after a RESET) and could not be brought up to its log. It does not campaign then.
+   */
+  mayLead?: () => boolean;
+  /** The log was reset to start after `base` (RESET from the leader): the state must come from a snapshot. */
+  onReset?: (base: number) => void;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -232,7 +239,7 @@ export class RaftNode<E extends RaftEntry> {
         return;
       }
     }
-    if (this.roleNow === 'learner' || !this.mayCampaign()) return;
+    if (this.roleNow === 'learner' || !this.mayCampaign() || this.o.mayLead?.() === false) return;
     this.startPreVote();
   }
 
@@ -261,6 +268,8 @@ export class RaftNode<E extends RaftEntry> {
         return this.onAppendReply(from, msg);
       case MSG_TIMEOUT_NOW:
         return this.onTimeoutNow(from, msg);
+      case MSG_RESET:
+        return this.onReset(from, msg);
     }
   }
 
@@ -423,6 +432,7 @@ export class RaftNode<E extends RaftEntry> {
   private onTimeoutNow(from: NodeId, msg: Extract<RaftMessage<E>, { t: typeof MSG_TIMEOUT_NOW }>): void {
     // Only from the leader we follow, in its epoch; a learner or a node with a disk error stays out.
     if (msg.epoch !== this.hard.epoch || from !== this.leaderId || this.roleNow !== 'follower' || this.storageError !== null) return;
+    if (this.o.mayLead?.() === false) return;
     const epoch = this.hard.epoch + 1;
     if (!this.persist({ ...this.hard, epoch, votedFor: this.o.id })) return;
     this.votes = new Set([this.o.id]);
@@ -544,23 +554,38 @@ export class RaftNode<E extends RaftEntry> {
 
   // ---- replication, follower side ----
 
-  private onAppend(from: NodeId, msg: Extract<RaftMessage<E>, { t: typeof MSG_APPEND }>): void {
-    const { storage } = this.o;
-    const reply = (ok: boolean, match: number, hint: number) =>
-      this.o.send(from, { t: MSG_APPEND_REPLY, cluster: this.hard.clusterId!, from: this.o.id, epoch: this.hard.epoch, ok, match, hint, lastSeq: storage.lastSeq() });
-    if (msg.epoch < this.hard.epoch) return reply(false, 0, storage.lastSeq()); // a stale leader learns our epoch
-    if (this.roleNow === 'leader') {
-      assert(msg.epoch > this.hard.epoch, `two leaders in epoch ${msg.epoch}: ${this.o.id} and ${from}`);
+  /**
+   * What every message from a leader does first: refuse a stale one (false), else follow it (a
+   * higher epoch, a new leader) and reset the election timer.
+   */
+  private fromLeader(from: NodeId, epoch: number, refuse: () => void): boolean {
+    if (epoch < this.hard.epoch) {
+      refuse(); // a stale leader learns our epoch
+      return false;
     }
-    if (msg.epoch > this.hard.epoch || this.leaderId !== from || (this.roleNow !== 'follower' && this.roleNow !== 'learner')) {
-      if (!this.becomeFollower(msg.epoch, from)) return;
+    if (this.roleNow === 'leader') {
+      assert(epoch > this.hard.epoch, `two leaders in epoch ${epoch}: ${this.o.id} and ${from}`);
+    }
+    if (epoch > this.hard.epoch || this.leaderId !== from || (this.roleNow !== 'follower' && this.roleNow !== 'learner')) {
+      if (!this.becomeFollower(epoch, from)) return false;
       if (this.hard.votedFor === null || this.hard.votedFor === VOTE_NONE) {
         // Record the leader as this epoch's vote: a node never helps elect a second leader in it.
-        if (!this.persist({ ...this.hard, votedFor: from })) return;
+        if (!this.persist({ ...this.hard, votedFor: from })) return false;
       }
     }
     this.leaderHeardMs = this.o.now();
     this.resetElectionTimer();
+    return true;
+  }
+
+  private onAppend(from: NodeId, msg: Extract<RaftMessage<E>, { t: typeof MSG_APPEND }>): void {
+    const { storage } = this.o;
+    const reply = (ok: boolean, match: number, hint: number) =>
+      this.o.send(from, { t: MSG_APPEND_REPLY, cluster: this.hard.clusterId!, from: this.o.id, epoch: this.hard.epoch, ok, match, hint, lastSeq: storage.lastSeq() });
+    if (!this.fromLeader(from, msg.epoch, () => reply(false, 0, storage.lastSeq()))) return;
+    // Below our base everything is committed and agrees: answer from the base.
+    const base = storage.base().seq;
+    if (msg.prevSeq < base) return reply(false, 0, base);
     const last = storage.lastSeq();
     if (msg.prevSeq > last) return reply(false, 0, last);
     if (msg.prevSeq > 0 && storage.epochAt(msg.prevSeq) !== msg.prevEpoch) {
@@ -609,6 +634,36 @@ export class RaftNode<E extends RaftEntry> {
     reply(true, match, 0);
   }
 
+  /**
+   * RESET (docs/snapshots.md, "Refill"): the leader no longer holds the entries after our log's end.
+   * Keep our log if it already holds the leader's base with the same epoch; else start it over after
+   * the base (committed: only committed entries are ever dropped) and take the state from a snapshot.
+   */
+  private onReset(from: NodeId, msg: Extract<RaftMessage<E>, { t: typeof MSG_RESET }>): void {
+    const { storage } = this.o;
+    const reply = (ok: boolean, match: number, hint: number) =>
+      this.o.send(from, { t: MSG_APPEND_REPLY, cluster: this.hard.clusterId!, from: this.o.id, epoch: this.hard.epoch, ok, match, hint, lastSeq: storage.lastSeq() });
+    if (!this.fromLeader(from, msg.epoch, () => reply(false, 0, storage.lastSeq()))) return;
+    assert(msg.base <= msg.commit, `leader ${from} resets to uncommitted base ${msg.base} (commit ${msg.commit})`);
+    if (storage.lastSeq() >= msg.base && storage.epochAt(msg.base) === msg.baseEpoch) return reply(true, msg.base, 0);
+    if (this.commitIndex >= msg.base) {
+      this.halt(`leader ${from} resets to base ${msg.base} (epoch ${msg.baseEpoch}) that disagrees with our committed log (commit ${this.commitIndex})`);
+      return;
+    }
+    try {
+      storage.resetTo({ seq: msg.base, epoch: msg.baseEpoch, stateHash: msg.baseHash });
+    } catch (err) {
+      this.storageFailed(err);
+      return;
+    }
+    this.log('warn', 'log reset after the leader\'s base: refilling from a snapshot', { base: msg.base, epoch: msg.baseEpoch });
+    // Before the commit moves: the state machine must know it cannot apply from its log.
+    this.o.onReset?.(msg.base);
+    this.advanceCommit(msg.base);
+    if (msg.base >= msg.commit) this.maybeGraduate(msg.epoch, msg.commit);
+    reply(true, msg.base, 0);
+  }
+
   /** A learner holding a leader's commit index in that leader's epoch holds every committed entry. */
   private maybeGraduate(leaderEpoch: number, commit: number): void {
     if (!this.hard.learner || this.hard.epoch === 0 || commit === 0) return;
@@ -626,7 +681,8 @@ export class RaftNode<E extends RaftEntry> {
     if (p.mode === 'replicate' && p.inflight.length > 0 && now - p.lastProgressMs > 2 * this.o.heartbeatMs) this.toProbe(p);
     if (p.mode === 'probe' && p.probeSentMs !== null && now - p.probeSentMs > 2 * this.o.heartbeatMs) p.probeSentMs = null;
     // Entries if the window allows, else an empty APPEND at match: it never races the pipeline.
-    if (this.sendAppends(peer) === 0) this.sendAppend(peer, p.match, []);
+    // (Not below our base: a RESET in flight is resent by the probe timer.)
+    if (this.sendAppends(peer) === 0 && p.match >= this.o.storage.base().seq) this.sendAppend(peer, p.match, []);
   }
 
   private toProbe(p: Progress): void {
@@ -641,7 +697,19 @@ export class RaftNode<E extends RaftEntry> {
     if (this.roleNow !== 'leader') return 0;
     const p = this.progress.get(peer)!;
     const last = this.o.storage.lastSeq();
+    const base = this.o.storage.base();
     let sent = 0;
+    if (p.next <= base.seq) {
+      // We no longer hold what it lacks: it starts its log after our base, its state from a snapshot.
+      if (p.mode === 'replicate') this.toProbe(p);
+      if (p.probeSentMs !== null) return 0;
+      this.o.send(peer, {
+        t: MSG_RESET, cluster: this.hard.clusterId!, from: this.o.id, epoch: this.hard.epoch,
+        base: base.seq, baseEpoch: base.epoch, baseHash: base.stateHash, commit: this.commitIndex,
+      });
+      p.probeSentMs = this.o.now();
+      return 1;
+    }
     while (p.next <= last) {
       if (p.mode === 'probe' && p.probeSentMs !== null) break;
       if (p.mode === 'replicate' && p.inflight.length >= this.o.maxInflightAppends) break;

@@ -62,6 +62,11 @@ export interface SnapshotHooks {
   leaderPassed?: (seq: number, epoch: number) => void;
   /** The machine of the newest snapshot at or below `maxSeq`, to rebuild from instead of seq 1. */
   restore?: (maxSeq: number) => HashedMachine | null;
+  /**
+   * The machine is behind the log's base (the log was reset by the leader, or restarted without a
+   * usable snapshot): fetch a snapshot at or after `base` and hand it to installSnapshot().
+   */
+  needSnapshot?: (base: number) => void;
 }
 
 export class ReplicatedMachine implements SequencerTarget {
@@ -92,6 +97,35 @@ export class ReplicatedMachine implements SequencerTarget {
   /** A follower is writing a snapshot (its apply is paused until it finishes). */
   get snapshotInProgress(): boolean {
     return this.snapshotting;
+  }
+
+  /** The machine can be brought up to the log (it is not behind the log's base): it may lead. */
+  get mayLead(): boolean {
+    return this.machine.lastSeq >= this.o.storage.base().seq;
+  }
+
+  /**
+   * A follower's machine, behind its log's base, is replaced by a snapshot's: committed state at a
+   * seq the log holds or at its base. Applying goes on from there.
+   */
+  installSnapshot(machine: HashedMachine): void {
+    const base = this.o.storage.base().seq;
+    assert(!this.raft.isLeader, 'installSnapshot on a leader');
+    assert(machine.lastSeq >= base && machine.lastSeq <= this.o.storage.lastSeq() && machine.lastSeq <= this.raft.commit, `snapshot at ${machine.lastSeq} outside the log's committed ${base}..${Math.min(this.o.storage.lastSeq(), this.raft.commit)}`);
+    if (this.machine.lastSeq >= machine.lastSeq) return;
+    this.machine = machine;
+    this.lastCheckpoint = machine.lastSeq;
+    this.applyTarget = Math.max(this.applyTarget, this.raft.commit);
+    this.o.onApplied?.(machine.lastSeq);
+    if (this.o.defer && !this.applyScheduled) {
+      this.applyScheduled = true;
+      this.o.defer(() => this.applyStep());
+    }
+  }
+
+  /** Raft's onReset: the log now starts after `base`; the state waits for a snapshot. */
+  onReset(base: number): void {
+    if (this.machine.lastSeq < base) this.o.snapshots?.needSnapshot?.(base);
   }
 
   /** Notes a checkpoint entry; true if it is a snapshot position. */
@@ -189,6 +223,12 @@ export class ReplicatedMachine implements SequencerTarget {
     if (this.raft.isLeader || this.snapshotting) return;
     const target = Math.min(this.applyTarget, this.raft.commit);
     if (this.machine.lastSeq >= target) return;
+    const base = this.o.storage.base().seq;
+    if (this.machine.lastSeq < base) {
+      // The entries after the machine are gone from the log: only a snapshot brings it forward.
+      this.o.snapshots?.needSnapshot?.(base);
+      return;
+    }
     const upTo = Math.min(target, this.machine.lastSeq + APPLY_CHUNK);
     const position = this.applyThrough(upTo, true);
     if (position === false) return;
@@ -297,6 +337,12 @@ export class ReplicatedMachine implements SequencerTarget {
     this.machine = this.o.snapshots?.restore?.(seq) ?? new HashedMachine(this.o.domain);
     this.lastCheckpoint = this.machine.lastSeq;
     this.leaderPositions = [];
+    const base = this.o.storage.base().seq;
+    if (this.machine.lastSeq < base) {
+      // No local snapshot covers the dropped prefix: fetch one (applying waits for it).
+      this.o.snapshots?.needSnapshot?.(base);
+      return;
+    }
     if (this.applyThrough(seq) !== false) this.machine.drainEffects();
   }
 }

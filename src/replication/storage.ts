@@ -8,7 +8,7 @@ import type { RaftEntry } from './messages.js';
 export { StorageError, EMPTY_HARD_STATE, type HardState } from '../log/command-log.js';
 
 /** The part of the command log Raft uses, generic in the entry type so the protocol stays small. */
-export type RaftStorage<E extends RaftEntry> = Pick<CommandLog, 'hardState' | 'setHardState' | 'lastSeq' | 'epochAt' | 'lastSeqOfEpochAtMost' | 'truncateAfter'> & {
+export type RaftStorage<E extends RaftEntry> = Pick<CommandLog, 'hardState' | 'setHardState' | 'lastSeq' | 'base' | 'resetTo' | 'epochAt' | 'lastSeqOfEpochAtMost' | 'truncateAfter'> & {
   entries(from: number, to: number): E[];
   append(entries: readonly E[]): void;
 };

@@ -4,7 +4,7 @@
 // corrupt newest one is set aside for the previous) and reaches the leader's exact state; a whole
 // cluster restarted from snapshots elects, agrees and takes writes. Waits are bounded polls.
 import { afterEach, describe, expect, it } from 'vitest';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../../src/config/schema.js';
 import { CoreNode } from '../../src/node/core-node.js';
@@ -58,6 +58,57 @@ async function write(leader: CoreNode, from: number, n: number): Promise<void> {
 const fileSeqs = (n: CoreNode) => n.snapshots!.store.list().map((f) => f.seq);
 
 describe('snapshots in a 3-node core', () => {
+  it('retention trims every log; a wiped node is refilled from a peer\'s snapshot plus the tail', async () => {
+    const cfg: Config = { ...config, core: { ...config.core, idempotencyWindow: 1000, snapshots: { everyEntries: 200, keep: 2, budgetMs: 1 }, retention: 'archive' } };
+    const dir = tempDir('sm-snap-e2e-');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const nodes = new Map<string, CoreNode>();
+    for (const name of ['core-a', 'core-b', 'core-c']) {
+      const node = new CoreNode(cfg, { nodeName: name, port: 0, dataDir: join(dir, name) });
+      await node.listen();
+      nodes.set(name, node);
+    }
+    cleanups.push(async () => {
+      for (const n of nodes.values()) await n.close();
+    });
+    wire(nodes);
+    const leader = await leaderOf(nodes);
+    await write(leader, 0, 2000);
+    // Every node trimmed its log below its oldest kept snapshot, never inside the last 1000 entries.
+    await until(() => [...nodes.values()].every((n) => n.log.base().seq > 0), 'every log trimmed');
+    for (const n of nodes.values()) {
+      expect(n.log.base().seq).toBeLessThanOrEqual(n.log.lastSeq() - 1000);
+      expect(readdirSync(join(dir, n.name, 'archive')).length).toBeGreaterThan(0);
+    }
+    // A retry of a recent command is still a duplicate, with its original seq.
+    const again = await post(`${leader.url}/v1/commands`, { commands: [{ clientId: 'w-1990', type: 'deposit', account: `acct-${1990 % 13}`, amount: 10 + 1990 }] });
+    expect(again.body.results[0]).toMatchObject({ duplicate: true });
+
+    // Wipe a follower: it rejoins as a learner, the leader no longer holds entry 1, so it is told
+    // to start after the leader's base and takes its state from a snapshot.
+    const victim = [...nodes.values()].find((n) => n !== leader)!;
+    const name = victim.name;
+    await victim.close();
+    rmSync(join(dir, name), { recursive: true, force: true });
+    await write(leader, 2000, 100);
+    const fresh = new CoreNode(cfg, { nodeName: name, port: 0, dataDir: join(dir, name) });
+    await fresh.listen();
+    nodes.set(name, fresh);
+    for (const [peer, other] of nodes) if (peer !== name) {
+      fresh.setPeerUrl(peer, other.url);
+      other.setPeerUrl(name, fresh.url);
+    }
+    fresh.begin();
+    await until(() => fresh.replicated.applied === leader.raft.commit && fresh.raft.role === 'follower', 'the wiped node refilled and caught up', 20_000);
+    expect(fresh.replicated.machine.stateHash).toBe(leader.core!.stateHash);
+    const st = fresh.snapshots!.status();
+    expect(st.refilled?.seq).toBeGreaterThanOrEqual(leader.log.base().seq);
+    expect(fresh.log.base().seq).toBeGreaterThan(0);
+    await write(leader, 2100, 100);
+    await until(() => fresh.replicated.applied === leader.raft.commit, 'the refilled node follows new writes');
+    expect(fresh.replicated.machine.stateHash).toBe(leader.core!.stateHash);
+  });
+
   it('every node holds the same snapshots; a restarted node starts from its newest valid one', async () => {
     const dir = tempDir('sm-snap-e2e-');
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -34,7 +34,7 @@ afterEach(() => {
 
 const impls: Array<[string, () => CommandLog]> = [
   ['memory', () => new MemoryCommandLog()],
-  ['sqlite', () => new SqliteCommandLog(join(tempDir(), 'log.db'))],
+  ['sqlite', () => new SqliteCommandLog(join(tempDir(), 'log.db'), { idempotencyWindow: 20 })],
 ];
 
 describe.each(impls)('CommandLog contract: %s', (_name, make) => {
@@ -95,6 +95,35 @@ describe.each(impls)('CommandLog contract: %s', (_name, make) => {
     log.append([{ ...entry(56), clientId: 'c56-new' }]);
     expect(log.entryAt(56)?.clientId).toBe('c56-new');
     expect(log.entries(55, 56).map((e) => e.clientId)).toEqual(['c55', 'c56-new']);
+    log.close();
+  });
+
+  it('retention drops a committed prefix and moves the base; a reset starts the log after a given base', () => {
+    const log = make();
+    for (let s = 1; s <= 60; s += 10) log.append(Array.from({ length: 10 }, (_, i) => entry(s + i)));
+    expect(log.base()).toEqual({ seq: 0, epoch: 0, stateHash: '' });
+    const dropped = log.dropThrough(25);
+    // Whole stored batches only (SQLite: 1..20 here, the batch 21..30 stays); memory: exactly 25.
+    expect([20, 25]).toContain(dropped);
+    const base = log.base();
+    expect(base.seq).toBe(dropped);
+    expect(base).toEqual({ seq: base.seq, epoch: 1, stateHash: `h${base.seq}` });
+    expect(log.epochAt(base.seq)).toBe(1);
+    expect(log.epochAt(base.seq - 1)).toBeUndefined();
+    expect(log.entryAt(base.seq)).toBeUndefined();
+    expect(log.entryAt(base.seq + 1)?.seq).toBe(base.seq + 1);
+    expect([...log.entriesFrom(1)][0]!.seq).toBe(base.seq + 1);
+    expect(log.findByClientId('c3')).toBeUndefined();
+    expect(log.lastSeqOfEpochAtMost(0)).toBe(base.seq);
+    expect(log.lastSeq()).toBe(60);
+    expect(() => log.truncateAfter(base.seq - 1)).toThrow();
+    log.resetTo({ seq: 500, epoch: 3, stateHash: 'h500' });
+    expect(log.lastSeq()).toBe(500);
+    expect(log.epochAt(500)).toBe(3);
+    expect(log.entryAt(60)).toBeUndefined();
+    expect(log.findByClientId('c60')).toBeUndefined();
+    log.append([{ ...entry(501), epoch: 3 }]);
+    expect(log.entries(501, 501)[0]!.clientId).toBe('c501');
     log.close();
   });
 
@@ -182,6 +211,25 @@ describe('SqliteCommandLog', () => {
     db.prepare(`UPDATE log_meta SET value = '3' WHERE key = 'schema'`).run();
     db.close();
     expect(() => new SqliteCommandLog(path)).toThrow(/log schema 3.*wipe the data dir/);
+  });
+
+  it('retention archives what it drops to a segment file and survives reopen; never inside the idempotency window', () => {
+    const d = tempDir();
+    const path = join(d, 'log.db');
+    const a = new SqliteCommandLog(path, { idempotencyWindow: 1000 });
+    for (let s = 1; s <= 3000; s += 100) a.append(Array.from({ length: 100 }, (_, i) => entry(s + i)));
+    // Asked for 2500, but the newest 1000 stay for idempotency: through 2000.
+    expect(a.dropThrough(2500)).toBe(2000);
+    expect(a.findByClientId('c2001')?.seq).toBe(2001);
+    a.close();
+    const b = new SqliteCommandLog(path, { idempotencyWindow: 1000 });
+    expect(b.base().seq).toBe(2000);
+    expect(b.lastSeq()).toBe(3000);
+    expect(b.entries(2001, 2002).map((e) => e.seq)).toEqual([2001, 2002]);
+    b.close();
+    const archive = new Database(join(d, 'archive', 'log-00000000000001-00000000002000.db'), { readonly: true });
+    expect(archive.prepare<[], { n: number }>('SELECT sum(n) AS n FROM log_batch').get()!.n).toBe(2000);
+    archive.close();
   });
 
   it('a full disk is a StorageError that leaves the log and the hard state as they were', () => {
