@@ -12,6 +12,8 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '3000' },
     nodes: { type: 'string', default: '3' },
     verbose: { type: 'boolean', default: false },
+    /** Snapshots (and log retention) every N entries; 0: off. */
+    snapshots: { type: 'string', default: '0' },
   },
 });
 const single = values.seed !== undefined;
@@ -22,14 +24,14 @@ let failed = 0;
 const totals = { events: 0, acked: 0, leaders: 0 };
 for (let i = 0; i < count; i++) {
   const seed = from + i;
-  const r = simulate({ seed, durationMs: Number(values.duration), nodes: Number(values.nodes) });
+  const r = simulate({ seed, durationMs: Number(values.duration), nodes: Number(values.nodes), snapshotEvery: Number(values.snapshots) });
   totals.events += r.events;
   totals.acked += r.acked;
   totals.leaders += r.leaders;
   if (single || values.verbose) console.log(JSON.stringify(r));
   if (!r.ok) {
     failed += 1;
-    console.log(`FAIL seed ${seed}: ${r.failure}\n  reproduce: npm run sim -- --seed ${seed} --duration ${values.duration} --nodes ${values.nodes}`);
+    console.log(`FAIL seed ${seed}: ${r.failure}\n  reproduce: npm run sim -- --seed ${seed} --duration ${values.duration} --nodes ${values.nodes} --snapshots ${values.snapshots}`);
   }
   if (!single && (i + 1) % 100 === 0) process.stderr.write(`\r${i + 1}/${count} seeds, ${failed} failed`);
 }

@@ -13,7 +13,10 @@ import type { NodeId, RaftMessage } from '../../src/replication/messages.js';
 import { ELECTION_SPREAD, RaftNode, type RaftOptions } from '../../src/replication/raft.js';
 import { ReplicatedMachine } from '../../src/replication/replicated-machine.js';
 import { MemoryCommandLog } from '../../src/log/memory-log.js';
-import { StorageError, type HardState } from '../../src/log/command-log.js';
+import { StorageError, type HardState, type LogBase } from '../../src/log/command-log.js';
+import { StateMachine, type StateSnapshot } from '../../src/domain/state-machine.js';
+import { HashedMachine } from '../../src/engine/hashed-machine.js';
+import type { SnapshotHooks } from '../../src/replication/replicated-machine.js';
 
 export interface SimOptions {
   seed: number;
@@ -31,6 +34,21 @@ export interface SimOptions {
   clientIntervalMs?: number;
   /** Allow disk loss faults. */
   wipes?: boolean;
+  /**
+   * Snapshots every this many entries (docs/snapshots.md), with retention of the log below the
+   * oldest kept one, so restarts start from a snapshot and lagging or wiped nodes are RESET and
+   * refilled from a peer's. 0 or absent: off.
+   */
+  snapshotEvery?: number;
+}
+
+/** A node's snapshot (in memory: the file format is tested on its own; here the protocol is). */
+interface SimSnap {
+  seq: number;
+  epoch: number;
+  stateHash: string;
+  state: StateSnapshot;
+  digests: Array<[string, bigint]>;
 }
 
 export interface SimResult {
@@ -69,6 +87,16 @@ class SimDisk extends MemoryCommandLog {
     if (this.full) throw new StorageError('SQLITE_FULL: database or disk is full');
     return super.truncateAfter(seq);
   }
+  override dropThrough(seq: number): number {
+    if (this.full) throw new StorageError('SQLITE_FULL: database or disk is full');
+    return super.dropThrough(seq);
+  }
+  override resetTo(base: LogBase): void {
+    if (this.full) throw new StorageError('SQLITE_FULL: database or disk is full');
+    super.resetTo(base);
+  }
+  /** Snapshots live beside the log: they survive crashes and go with a wiped disk. */
+  readonly snaps = new Map<number, SimSnap>();
 }
 
 interface SimNode {
@@ -171,6 +199,8 @@ export class Simulator {
   private readonly leaderLast = new Map<string, number>();
   private clientSeq = 0;
   private probeAcked = false;
+  /** Nodes (id@incarnation) fetching a snapshot to refill from. */
+  private readonly refilling = new Set<string>();
   private failure: string | null = null;
   readonly faults: Record<string, number> = {};
 
@@ -210,13 +240,20 @@ export class Simulator {
     node.clockOffset = Math.floor(this.rng() * 1_000_000);
     const inc = node.incarnation;
     const nodeRng = mulberry32(mixSeed(this.o.seed, 1000 + this.nodes.indexOf(node) * 100 + inc));
-    const host = new ReplicatedMachine({
+    const every = this.o.snapshotEvery ?? 0;
+    const restored = every > 0 ? this.restore(node, node.disk.lastSeq()) : null;
+    let host: ReplicatedMachine | null = null;
+    const hooks: SnapshotHooks | undefined = every > 0 ? this.snapshotHooks(node, inc, () => host!) : undefined;
+    host = new ReplicatedMachine({
       domain: SIM_DOMAIN,
       storage: node.disk,
       nodeName: node.id,
       wallMs: () => 1_700_000_000_000 + this.now,
       onApplied: (commit) => this.onLeaderCommit(node, commit),
+      ...(restored ? { initial: restored } : {}),
+      ...(hooks ? { snapshots: hooks } : {}),
     });
+    const h = host;
     const opts: RaftOptions<LogEntry> = {
       id: node.id,
       nodes: this.nodes.map((x) => x.id),
@@ -228,15 +265,18 @@ export class Simulator {
       maxEntriesPerAppend: 8,
       maxInflightAppends: 4,
       send: (to, msg) => this.send(node, to, msg),
-      onRole: (role, epoch) => host.onRole(role, epoch),
-      onCommit: (commit) => host.onCommit(commit),
+      onRole: (role, epoch) => h.onRole(role, epoch),
+      onCommit: (commit) => h.onCommit(commit),
       newClusterId: () => `cluster-${this.o.seed}-${Math.floor(this.rng() * 1e9)}`,
+      committedAtStart: Math.max(restored?.lastSeq ?? 0, node.disk.base().seq),
+      mayLead: () => h.mayLead,
+      onReset: (base) => h.onReset(base),
     };
-    node.host = host;
+    node.host = h;
     node.raft = null;
     const raft = this.o.makeRaft ? this.o.makeRaft(opts) : new RaftNode(opts);
     node.raft = raft;
-    host.attach(raft);
+    h.attach(raft);
     raft.start();
     const tick = () => {
       if (!node.up || node.incarnation !== inc) return;
@@ -246,6 +286,103 @@ export class Simulator {
       this.at(this.tickMs, tick);
     };
     this.at(this.tickMs * this.rng(), tick);
+  }
+
+  // ---- snapshots (snapshotEvery > 0) ----
+
+  /** The snapshot at `seq` agrees with the node's log (same entry, or the log's base). */
+  private agrees(node: SimNode, s: SimSnap): boolean {
+    const base = node.disk.base();
+    if (s.seq === base.seq && base.seq > 0) return s.epoch === base.epoch && (base.stateHash === '' || base.stateHash === s.stateHash);
+    const e = node.disk.entryAt(s.seq);
+    return e !== undefined && e.epoch === s.epoch && e.stateHash === s.stateHash;
+  }
+
+  private machineOf(s: SimSnap): HashedMachine {
+    return new HashedMachine(SIM_DOMAIN, { machine: StateMachine.fromSnapshot(SIM_DOMAIN, structuredClone(s.state)), digests: s.digests });
+  }
+
+  /** The newest snapshot of `node` at or below maxSeq that its log agrees with, as a machine. */
+  private restore(node: SimNode, maxSeq: number): HashedMachine | null {
+    const seqs = [...node.disk.snaps.keys()].filter((q) => q <= maxSeq).sort((a, b) => b - a);
+    for (const q of seqs) {
+      const s = node.disk.snaps.get(q)!;
+      if (!this.agrees(node, s)) continue;
+      const m = this.machineOf(s);
+      if (m.stateHash !== s.stateHash) this.fail(`${node.id}: snapshot ${q} rebuilds to another state hash`);
+      this.count('restoredFromSnapshot');
+      return m;
+    }
+    return null;
+  }
+
+  private keep(node: SimNode, s: SimSnap): void {
+    node.disk.snaps.set(s.seq, s);
+    const seqs = [...node.disk.snaps.keys()].sort((a, b) => b - a);
+    for (const q of seqs.slice(2)) node.disk.snaps.delete(q);
+    // Retention: the log keeps what the oldest kept snapshot needs.
+    const oldest = Math.min(...node.disk.snaps.keys());
+    const upTo = Math.min(oldest, node.raft?.commit ?? 0);
+    try {
+      if (node.disk.dropThrough(upTo) > 0) this.count('logTrimmed');
+    } catch (err) {
+      if (!(err instanceof StorageError)) throw err;
+    }
+  }
+
+  private snapshotHooks(node: SimNode, inc: number, host: () => ReplicatedMachine): SnapshotHooks {
+    const alive = () => node.up && node.incarnation === inc;
+    return {
+      every: this.o.snapshotEvery!,
+      take: (machine, seq, epoch) => {
+        const hash = machine.stateHash;
+        const state = machine.machine.exportState();
+        const digests = state.accounts.map((a): [string, bigint] => [a.id, machine.digestOf(a.id)!]);
+        this.keep(node, { seq, epoch, stateHash: hash, state, digests });
+        this.count('snapshot');
+        return Promise.resolve();
+      },
+      leaderPassed: (seq) => {
+        // The leader copies a follower's (over the network in production): retried a few times.
+        const attempt = (left: number) => {
+          if (!alive() || node.disk.snaps.has(seq)) return;
+          const peer = this.nodes.find((p) => p !== node && p.up && !this.cut.has(`${p.id}>${node.id}`) && p.disk.snaps.has(seq));
+          const s = peer?.disk.snaps.get(seq);
+          if (s !== undefined && seq <= node.disk.lastSeq() && this.agrees(node, s)) {
+            this.keep(node, s);
+            this.count('snapshotFetched');
+            return;
+          }
+          if (left > 0) this.at(this.hb * (1 + this.rng()), () => attempt(left - 1));
+        };
+        this.at(1 + this.rng() * 5, () => attempt(5));
+      },
+      restore: (maxSeq) => this.restore(node, maxSeq),
+      needSnapshot: () => {
+        const key = `${node.id}@${inc}`;
+        if (this.refilling.has(key)) return;
+        this.refilling.add(key);
+        const attempt = () => {
+          if (!alive()) return;
+          const h = host();
+          const raft = node.raft;
+          if (raft === null || raft.isLeader || h.machine.lastSeq >= node.disk.base().seq) return void this.refilling.delete(key);
+          const base = node.disk.base().seq;
+          const limit = Math.min(node.disk.lastSeq(), raft.commit);
+          let best: SimSnap | undefined;
+          for (const p of this.nodes) {
+            if (p === node || !p.up || this.cut.has(`${p.id}>${node.id}`)) continue;
+            for (const s of p.disk.snaps.values()) if (s.seq >= base && s.seq <= limit && this.agrees(node, s) && (best === undefined || s.seq > best.seq)) best = s;
+          }
+          if (best === undefined) return this.at(this.hb * (1 + this.rng()), attempt);
+          this.count('refilled');
+          this.refilling.delete(key);
+          this.keep(node, best);
+          this.guard(node, () => h.installSnapshot(this.machineOf(best)));
+        };
+        this.at(1 + this.rng() * 5, attempt);
+      },
+    };
   }
 
   private crash(node: SimNode): void {
@@ -340,7 +477,8 @@ export class Simulator {
         keep.push(p);
         continue;
       }
-      const e = node.disk.entries(p.seq, p.seq)[0]!;
+      const e = node.disk.entryAt(p.seq) ?? this.reference[p.seq];
+      if (e === undefined) this.fail(`leader ${node.id} acknowledges seq ${p.seq} that neither its log nor the cluster holds`);
       if (e.clientId !== p.clientId) this.fail(`leader ${node.id} acknowledges ${p.clientId} at seq ${p.seq} but its log holds ${e.clientId}`);
       this.acked.set(p.seq, { clientId: e.clientId, stateHash: e.stateHash });
       this.checkAcked(p.seq);
@@ -440,7 +578,8 @@ export class Simulator {
       const commit = raft.commit;
       if (commit > node.disk.lastSeq()) this.fail(`${node.id} commit ${commit} beyond its log ${node.disk.lastSeq()}`);
       if (commit > node.checked) {
-        for (const e of node.disk.entries(node.checked + 1, commit)) {
+        // Entries at or below the log's base were dropped or never held (a refill): checked before, or by others.
+        for (const e of node.disk.entries(Math.max(node.checked, node.disk.base().seq) + 1, commit)) {
           const ref = this.reference[e.seq];
           if (ref === undefined) {
             this.reference[e.seq] = e;

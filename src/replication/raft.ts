@@ -57,6 +57,12 @@ interface Progress {
   next: number;
   match: number;
   mode: 'probe' | 'replicate';
+  /**
+   * The follower told us (a rejection's hint) that it lacks entries at or below our log's base:
+   * only a RESET helps. Without it, a `next` at or below the base just means "not known yet", and
+   * the probe starts at the base.
+   */
+  behindBase: boolean;
   /** Last seq of each APPEND in flight, ascending. */
   inflight: number[];
   /** When match last advanced or the follower last answered: both count as life. */
@@ -525,7 +531,7 @@ export class RaftNode<E extends RaftEntry> {
   private becomeLeader(): void {
     const now = this.o.now();
     const next = this.o.storage.lastSeq() + 1;
-    this.progress = new Map(this.peers.map((p) => [p, { next, match: 0, mode: 'probe' as const, inflight: [], lastHeardMs: now, lastProgressMs: now, probeSentMs: null }]));
+    this.progress = new Map(this.peers.map((p) => [p, { next, match: 0, mode: 'probe' as const, behindBase: false, inflight: [], lastHeardMs: now, lastProgressMs: now, probeSentMs: null }]));
     this.lastQuorumCheckMs = now;
     this.lastHeartbeatMs = now;
     this.leaderId = this.o.id;
@@ -645,6 +651,8 @@ export class RaftNode<E extends RaftEntry> {
       this.o.send(from, { t: MSG_APPEND_REPLY, cluster: this.hard.clusterId!, from: this.o.id, epoch: this.hard.epoch, ok, match, hint, lastSeq: storage.lastSeq() });
     if (!this.fromLeader(from, msg.epoch, () => reply(false, 0, storage.lastSeq()))) return;
     assert(msg.base <= msg.commit, `leader ${from} resets to uncommitted base ${msg.base} (commit ${msg.commit})`);
+    // Our own base is at or past the leader's: we hold (committed) all it could send up to there.
+    if (storage.base().seq >= msg.base) return reply(false, 0, Math.max(this.commitIndex, storage.base().seq));
     if (storage.lastSeq() >= msg.base && storage.epochAt(msg.base) === msg.baseEpoch) return reply(true, msg.base, 0);
     if (this.commitIndex >= msg.base) {
       this.halt(`leader ${from} resets to base ${msg.base} (epoch ${msg.baseEpoch}) that disagrees with our committed log (commit ${this.commitIndex})`);
@@ -699,8 +707,13 @@ export class RaftNode<E extends RaftEntry> {
     const last = this.o.storage.lastSeq();
     const base = this.o.storage.base();
     let sent = 0;
+    if (p.next <= base.seq && !p.behindBase) {
+      // Not known to lack anything below our base (a new leader, a stalled pipeline): probe at the base.
+      if (p.mode === 'replicate') this.toProbe(p);
+      p.next = base.seq + 1;
+    }
     if (p.next <= base.seq) {
-      // We no longer hold what it lacks: it starts its log after our base, its state from a snapshot.
+      // It said it lacks what we no longer hold: it starts its log after our base, its state from a snapshot.
       if (p.mode === 'replicate') this.toProbe(p);
       if (p.probeSentMs !== null) return 0;
       this.o.send(peer, {
@@ -745,6 +758,7 @@ export class RaftNode<E extends RaftEntry> {
     const now = this.o.now();
     p.lastHeardMs = now;
     if (msg.ok) {
+      p.behindBase = false;
       if (msg.match > p.match) {
         p.match = msg.match;
         p.lastProgressMs = now;
@@ -766,6 +780,7 @@ export class RaftNode<E extends RaftEntry> {
       }
       this.toProbe(p);
       p.next = Math.max(p.match + 1, Math.min(msg.hint + 1, msg.lastSeq + 1));
+      p.behindBase = p.next <= this.o.storage.base().seq;
       p.lastProgressMs = now;
     }
     this.sendAppends(from);

@@ -91,7 +91,7 @@ export class ReplicatedMachine implements SequencerTarget {
     this.machine = o.initial ?? new HashedMachine(o.domain);
     this.lastCheckpoint = this.machine.lastSeq;
     const last = o.storage.lastSeq();
-    if (last > 0) this.lastTsMs = o.storage.entries(last, last)[0]!.tsMs;
+    if (last > o.storage.base().seq) this.lastTsMs = o.storage.entries(last, last)[0]!.tsMs;
   }
 
   /** A follower is writing a snapshot (its apply is paused until it finishes). */
@@ -117,7 +117,11 @@ export class ReplicatedMachine implements SequencerTarget {
     this.lastCheckpoint = machine.lastSeq;
     this.applyTarget = Math.max(this.applyTarget, this.raft.commit);
     this.o.onApplied?.(machine.lastSeq);
-    if (this.o.defer && !this.applyScheduled) {
+    if (!this.o.defer) {
+      this.onCommit(this.raft.commit);
+      return;
+    }
+    if (!this.applyScheduled) {
       this.applyScheduled = true;
       this.o.defer(() => this.applyStep());
     }
@@ -210,7 +214,18 @@ export class ReplicatedMachine implements SequencerTarget {
     }
     this.applyTarget = Math.max(this.applyTarget, commit);
     if (!this.o.defer) {
-      if (this.applyThrough(commit) !== false) this.o.onApplied?.(commit);
+      // The simulator: apply at once; a snapshot position is captured synchronously on the way.
+      if (this.machine.lastSeq < this.o.storage.base().seq) {
+        this.o.snapshots?.needSnapshot?.(this.o.storage.base().seq);
+        return;
+      }
+      for (;;) {
+        const position = this.applyThrough(commit, this.o.snapshots !== undefined);
+        if (position === false) return;
+        if (position === null) break;
+        void this.o.snapshots!.take(this.machine, position.seq, position.epoch);
+      }
+      this.o.onApplied?.(commit);
       return;
     }
     if (!this.applyScheduled) this.applyStep();

@@ -48,6 +48,18 @@ describe('replication protocol under the deterministic simulator', () => {
     expect(report(failed)).toBe('');
   });
 
+  it('with snapshots and log retention: restarts from snapshots, lagging and wiped nodes RESET and refilled', () => {
+    const failed = campaign(1, 400, { snapshotEvery: 10 });
+    expect(report(failed).replace(/reproduce: SIM_SEED/g, 'reproduce (snapshotEvery 10): SIM_SEED')).toBe('');
+    // The campaign did exercise what it is for.
+    const faults: Record<string, number> = {};
+    for (let seed = 1; seed <= 40; seed++) for (const [k, v] of Object.entries(simulate({ ...BASE, seed, snapshotEvery: 10 }).faults)) faults[k] = (faults[k] ?? 0) + v;
+    expect(faults['refilled']).toBeGreaterThan(0);
+    expect(faults['restoredFromSnapshot']).toBeGreaterThan(0);
+    expect(faults['logTrimmed']).toBeGreaterThan(0);
+    expect(faults['snapshotFetched']).toBeGreaterThan(0);
+  });
+
   it('five nodes too', () => {
     expect(report(campaign(1, 100, { nodes: 5 }))).toBe('');
   });
