@@ -30,6 +30,8 @@ export interface NodeStatus {
   lastSeq: number;
   stateHash: string;
   leader: string | null;
+  /** The node's snapshots (null when they are off). */
+  snapshots?: { restoredFrom: { seq: number } | null; taken: number; fetched: number } | null;
   raft: { role: string; learner: boolean; storageError: string | null; peers: Array<{ node: string; match: number; lag: number }> };
 }
 
