@@ -199,6 +199,8 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       },
       links: this.transport.status(),
       snapshots: this.snapshots?.status() ?? null,
+      /** Leader only: Yjs generation rebuilds (compactions), built a slice per event-loop turn. */
+      compactions: core?.compactions ?? null,
       sessions: { open: this.sessions?.open ?? 0, ...this.sessions?.stats },
       process: processStats(),
     };

@@ -42,7 +42,7 @@ export interface CoreOptions {
    * state (on the wire and at a read node's rest) within ~1.5× the plain JSON, at the price of one
    * full resync per reader per rotation.
    */
-  compaction?: { tombstonesPerAccount: number; tombstonesMin: number; maxOverhead?: number };
+  compaction?: { tombstonesPerAccount: number; tombstonesMin: number; maxOverhead?: number; budgetMs?: number };
   /** Batches sequenced while earlier ones wait for their majority (default 4). */
   maxInFlightBatches?: number;
   clock?: Clock;
@@ -52,6 +52,9 @@ export interface CoreOptions {
 export const COMPACTION_DEFAULT = { tombstonesPerAccount: 8, tombstonesMin: 16_384, maxOverhead: 0.5 };
 /** V1 bytes one overwritten map value leaves behind (measured 11.5; test/publish/growth.test.ts). */
 const TOMBSTONE_BYTES = 11.5;
+/** A compaction's work per event-loop turn (ms; compaction.budgetMs), in slices of this many accounts. */
+const BUILD_BUDGET_MS = 8;
+const BUILD_SLICE = 256;
 
 export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation: [Publisher, Publisher] }> {
   readonly log: CommandLog;
@@ -67,8 +70,16 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
   readonly replayedEntries: number;
   /** Generations replaced by a compaction, still published until retired (bounded by the grace). */
   private readonly retiring: Publisher[] = [];
-  /** A compaction waits for the batches in flight to commit (it publishes the machine as it is). */
-  private compactWanted = false;
+  /**
+   * A compaction under way: the next generation, written a slice of accounts per event-loop turn
+   * from the live machine while every committed batch is published to it too (see
+   * Publisher.seedAccounts); once every account is written, new batches wait only until those in
+   * flight commit, then books and meta are written and the generations swap.
+   */
+  private building: { pub: Publisher; ids: Iterator<string>; done: boolean; startedMs: number; turns: number; longestTurnMs: number } | null = null;
+  private stopped = false;
+  /** The last compactions: how long each took and the longest slice of work it put on the event loop. */
+  readonly compactions = { count: 0, lastMs: 0, lastTurns: 0, longestTurnMs: 0 };
 
   constructor(readonly opts: CoreOptions) {
     super();
@@ -97,7 +108,8 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
       maxInFlightBatches: opts.maxInFlightBatches ?? 4,
       // The checkpoint that ended the batch already built the touched accounts' views: reuse them.
       capture: (effects) => captureView(this.machine, effects, opts.bookDepth, (id) => this.hashed.accountView(id)),
-      hold: () => this.compactWanted,
+      // Only the last step of a compaction holds new batches (until those in flight commit).
+      hold: () => this.building?.done === true,
       onHalt: (err) => opts.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 'sequencer stopped: this core takes no more writes'),
     });
   }
@@ -133,23 +145,71 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     // Retiring generations keep receiving every batch until retired, so readers still on them
     // keep advancing while they sync the new one (no stall at a compaction).
     for (const old of this.retiring) old.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch, view);
+    if (this.building !== null) this.building.pub.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch, view);
     const { tombstonesPerAccount, tombstonesMin, maxOverhead = COMPACTION_DEFAULT.maxOverhead } = this.opts.compaction ?? COMPACTION_DEFAULT;
     const t = this.pub.tombstones;
     // At most one replaced generation in its handover grace: each is still published every batch,
     // so back-to-back compactions (a small state under a high rate) would multiply that cost.
-    this.compactWanted ||= this.retiring.length === 0 && t > tombstonesMin && (t > tombstonesPerAccount * this.machine.accountCount() || t * TOMBSTONE_BYTES > maxOverhead * this.pub.liveBytes);
-    // A new generation is written from the machine itself, which must then hold exactly the
-    // committed state: with later batches in flight, new ones are held (hold()) until those commit.
-    if (this.compactWanted && this.sequencer.batchesInFlight === 0) {
-      this.compactWanted = false;
-      const old = this.pub;
-      this.pub = new Publisher({ machine: this.machine, layout: this.opts.layout, bookDepth: this.opts.bookDepth, tradesKept: this.opts.tradesKept });
-      this.pub.copyTrades(old);
-      this.pub.publishAll(this.hash, last.tsMs, this.epoch);
-      this.retiring.push(old);
-      this.emit('generation', this.pub, old);
-    }
+    const wanted = this.retiring.length === 0 && t > tombstonesMin && (t > tombstonesPerAccount * this.machine.accountCount() || t * TOMBSTONE_BYTES > maxOverhead * this.pub.liveBytes);
+    if (wanted && this.building === null) this.startBuild();
+    else if (this.building?.done && this.sequencer.batchesInFlight === 0) this.finishBuild(last.tsMs);
     this.emit('committed', batch);
+  }
+
+  private startBuild(): void {
+    const pub = new Publisher({ machine: this.machine, layout: this.opts.layout, bookDepth: this.opts.bookDepth, tradesKept: this.opts.tradesKept });
+    pub.copyTrades(this.pub);
+    this.building = { pub, ids: this.machine.accountIdIterator(), done: false, startedMs: performance.now(), turns: 0, longestTurnMs: 0 };
+    setImmediate(() => this.buildStep());
+  }
+
+  /** One slice of a compaction: accounts for up to BUILD_BUDGET_MS, then yield. */
+  private buildStep(): void {
+    const b = this.building;
+    if (b === null || this.stopped || b.done) return;
+    const t0 = performance.now();
+    b.turns += 1;
+    const ids: string[] = [];
+    const budget = this.opts.compaction?.budgetMs ?? BUILD_BUDGET_MS;
+    while (performance.now() - t0 < budget) {
+      ids.length = 0;
+      for (let i = 0; i < BUILD_SLICE; i++) {
+        const next = b.ids.next();
+        if (next.done === true) {
+          b.done = true;
+          break;
+        }
+        ids.push(next.value);
+      }
+      // The live machine, possibly ahead of the commit: those batches overwrite these views when they commit.
+      b.pub.seedAccounts(ids, (id) => this.machine.account(id));
+      if (b.done) break;
+    }
+    b.longestTurnMs = Math.max(b.longestTurnMs, performance.now() - t0);
+    if (!b.done) {
+      setImmediate(() => this.buildStep());
+      return;
+    }
+    // Idle (nothing in flight): finish now; else the commit of the last batch in flight does.
+    if (this.sequencer.batchesInFlight === 0) this.finishBuild(Date.now());
+  }
+
+  private finishBuild(tsMs: number): void {
+    const b = this.building!;
+    assert(this.hashed.lastSeq === this.committedSeq, `compaction finishing with the machine at ${this.hashed.lastSeq}, committed ${this.committedSeq}`);
+    const t0 = performance.now();
+    b.pub.finishBuild(this.hash, tsMs, this.epoch);
+    b.longestTurnMs = Math.max(b.longestTurnMs, performance.now() - t0);
+    this.building = null;
+    const old = this.pub;
+    this.pub = b.pub;
+    this.retiring.push(old);
+    this.compactions.count += 1;
+    this.compactions.lastMs = Math.round(performance.now() - b.startedMs);
+    this.compactions.lastTurns = b.turns;
+    this.compactions.longestTurnMs = Math.round(b.longestTurnMs * 10) / 10;
+    this.emit('generation', this.pub, old);
+    // Batches held for the last step start again: finish() schedules the queue after this commit.
   }
 
   /** Stops publishing a generation replaced by a compaction (after the handover grace). */
@@ -162,7 +222,10 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
 
   /** Stops sequencing and publishing; the log stays open (the node goes on as a follower). */
   stop(reason: string): void {
+    this.stopped = true;
     this.sequencer.stop(reason);
+    this.building?.pub.destroy();
+    this.building = null;
     this.pub.destroy();
     for (const old of this.retiring.splice(0)) old.destroy();
   }

@@ -111,6 +111,45 @@ export class Publisher {
     this.write(m.lastSeq, effects, stateHash, tsMs, epoch, true);
   }
 
+  /**
+   * Part of a generation built over many turns (Core's compaction): writes the current views of
+   * `ids` into their shard docs, unstamped. Until finishBuild the docs are not served, and every
+   * committed batch is also published here, so a view written ahead of a commit is overwritten by
+   * that batch's own capture once it commits.
+   */
+  seedAccounts(ids: readonly string[], view: (id: string) => AccountView | undefined): void {
+    const byDoc = new Map<string, string[]>();
+    for (const id of ids) {
+      const name = accountShardDoc(shardOf(id, this.opts.layout.accountShards));
+      const list = byDoc.get(name);
+      if (list) list.push(id);
+      else byDoc.set(name, [id]);
+    }
+    for (const [name, list] of byDoc) {
+      const map = this.doc(name).getMap<string>(ACCOUNTS);
+      this.doc(name).transact(() => {
+        for (const id of list) {
+          const v = view(id);
+          assert(v !== undefined, `seeded account ${id} does not exist`);
+          const old = map.get(id);
+          if (old !== undefined) this.tombstones++;
+          const json = encodeValue(v);
+          this.accountBytes += json.length - (old?.length ?? 0);
+          map.set(id, json);
+        }
+      }, this.origin);
+    }
+  }
+
+  /**
+   * Ends a generation built with seedAccounts: books, marks, meta and every doc's stamp at the
+   * machine's seq, which must be exactly the committed state (nothing in flight).
+   */
+  finishBuild(stateHash: string, tsMs: number, epoch: number): void {
+    const m = this.opts.machine;
+    this.write(m.lastSeq, { accounts: new Set(), markets: new Set(m.marketSymbols()), trades: [], liquidations: [] }, stateHash, tsMs, epoch, true);
+  }
+
   /** Starts this generation with another's kept trades, so compaction keeps the trade history. */
   copyTrades(from: Publisher): void {
     for (const symbol of this.opts.layout.markets) {

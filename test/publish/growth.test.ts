@@ -9,6 +9,7 @@
 // (Core `compaction`); the last case checks that bound.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Core } from '../../src/publish/core.js';
+import type { Publisher } from '../../src/publish/publisher.js';
 import type { Submission } from '../../src/engine/sequencer.js';
 import { measureDocs, type GrowthRow } from '../../bench/lib/yjs-growth.js';
 import { cmd, makeCore } from '../core/helpers.js';
@@ -64,6 +65,33 @@ describe('published Yjs state under whole-value overwrites', () => {
     // Without compaction this measures ~3.1× (64 KB vs 21 KB).
     const rows = await run({ tombstonesPerAccount: 4, tombstonesMin: 0 });
     for (const r of rows) expect(r.v1Bytes).toBeLessThanOrEqual(rows[0]!.v1Bytes * 1.5);
+  });
+
+  it('a compaction built over many turns while writes go on holds exactly the committed state', async () => {
+    const core = makeCore({ maxBatch: 64, maxQueue: 10_000, compaction: { tombstonesPerAccount: 1, tombstonesMin: 0, budgetMs: 0.01 } });
+    cores.push(core);
+    const n = 2000;
+    await core.sequencer.submit(Array.from({ length: n }, (_, i) => ({ clientId: `seed-${i}`, command: cmd.deposit(`acct${i}`, 10) })));
+    let rotated: Publisher | null = null;
+    core.once('generation', (p) => (rotated = p));
+    // Writes keep landing (new accounts too) while the next generation is written a slice per turn.
+    let k = 0;
+    while (rotated === null && k < 200) {
+      await core.sequencer.submit(Array.from({ length: 40 }, (_, i) => ({ clientId: `w${k}-${i}`, command: cmd.deposit(`acct${(k * 97 + i * 13) % (n + 300)}`, 1 + i) })));
+      k++;
+    }
+    expect(rotated).not.toBeNull();
+    expect(core.compactions.lastTurns).toBeGreaterThan(2);
+    expect(k).toBeGreaterThan(1);
+    await core.sequencer.submit([{ clientId: 'last', command: cmd.deposit('acct1', 1) }]);
+    // Every account in the served generation equals the machine's, and none is missing or extra.
+    const shard = [...core.publisher.docs.entries()].filter(([name]) => name.startsWith('acct-'));
+    const published = Object.assign({}, ...shard.map(([, d]) => d.getMap('accounts').toJSON())) as Record<string, string>;
+    const ids = core.machine.accountIds();
+    expect(Object.keys(published).sort()).toEqual([...ids].sort());
+    for (const id of ids) expect(decodeValue(published[id]!)).toEqual(core.machine.account(id));
+    const meta = core.publisher.doc('meta').getMap('meta').toJSON();
+    expect(meta).toMatchObject({ seq: core.seq, stateHash: core.stateHash, generation: core.publisher.generation });
   });
 
   it('a compaction starts a new generation holding the same state', async () => {
