@@ -180,6 +180,85 @@ export function parseSnapshot(buf: Buffer, what: string): { meta: SnapshotMeta; 
   return { meta: { seq, epoch, stateHash: footer['stateHash'], accounts, orders, createdMs }, frames: out, bytes: buf.length };
 }
 
+/** Bytes of the end kept back from the running checksum until the footer's position is known. */
+const TAIL_KEEP = 64 * 1024;
+
+/** A snapshot arriving over the network (SnapshotStore.receive). */
+export class SnapshotReceiver {
+  private fd: number | null;
+  private readonly hash: Hash = createHash('sha256');
+  /** The newest bytes, not yet hashed: the footer is among them. */
+  private tail = Buffer.alloc(0);
+  bytes = 0;
+  private readonly tmp: string;
+
+  constructor(private readonly dir: string, readonly seq: number) {
+    this.tmp = join(dir, `${snapshotName(seq)}.tmp`);
+    this.fd = openSync(this.tmp, 'w');
+  }
+
+  write(chunk: Uint8Array): void {
+    assert(this.fd !== null, 'snapshot receiver closed');
+    const b = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let off = 0;
+    while (off < b.length) off += writeSync(this.fd, b, off, b.length - off);
+    this.bytes += b.length;
+    this.tail = this.tail.length === 0 ? Buffer.from(b) : Buffer.concat([this.tail, b]);
+    if (this.tail.length > 2 * TAIL_KEEP) {
+      const cut = this.tail.length - TAIL_KEEP;
+      this.hash.update(this.tail.subarray(0, cut));
+      this.tail = Buffer.from(this.tail.subarray(cut));
+    }
+  }
+
+  /**
+   * Checks the file (magic, footer, checksum, seq) and gives it its final name, durably; throws
+   * SnapshotCorruptError (and removes the file) if it is not a complete snapshot of `seq`.
+   */
+  finish(): SnapshotInfo {
+    assert(this.fd !== null, 'snapshot receiver closed');
+    const what = `snapshot ${this.seq} received`;
+    try {
+      const t = this.tail;
+      if (this.bytes < MAGIC.length + 4 + END.length || t.length < END.length + 4 || !t.subarray(t.length - END.length).equals(END)) throw new SnapshotCorruptError(`${what}: no end marker (cut short)`);
+      const footerLen = t.readUInt32LE(t.length - END.length - 4);
+      const footerAtInTail = t.length - END.length - 4 - footerLen;
+      if (footerLen > TAIL_KEEP || footerAtInTail < 0) throw new SnapshotCorruptError(`${what}: footer length out of range`);
+      let footer: Record<string, unknown>;
+      try {
+        footer = packr.unpack(t.subarray(footerAtInTail, footerAtInTail + footerLen)) as Record<string, unknown>;
+      } catch {
+        throw new SnapshotCorruptError(`${what}: footer undecodable`);
+      }
+      this.hash.update(t.subarray(0, footerAtInTail));
+      if (footer?.['format'] !== FORMAT || footer['seq'] !== this.seq) throw new SnapshotCorruptError(`${what}: footer format or seq wrong`);
+      if (this.hash.digest('hex') !== footer['sha256']) throw new SnapshotCorruptError(`${what}: checksum mismatch`);
+      fsyncSync(this.fd);
+      closeSync(this.fd);
+      this.fd = null;
+      const path = join(this.dir, snapshotName(this.seq));
+      renameSync(this.tmp, path);
+      syncDir(this.dir);
+      const f = footer as unknown as SnapshotMeta;
+      return { seq: this.seq, epoch: f.epoch, stateHash: f.stateHash, accounts: f.accounts, orders: f.orders, createdMs: f.createdMs, path, bytes: this.bytes };
+    } catch (err) {
+      this.abort();
+      throw err;
+    }
+  }
+
+  abort(): void {
+    if (this.fd === null) return;
+    closeSync(this.fd);
+    this.fd = null;
+    try {
+      unlinkSync(this.tmp);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
 /** The snapshot files of one node: newest first, pruned to `keep`. */
 export class SnapshotStore {
   constructor(readonly dir: string, readonly keep = 2) {
@@ -213,21 +292,13 @@ export class SnapshotStore {
     return new SnapshotWriter(this.dir, seq);
   }
 
-  /** Stores a whole snapshot received from a peer (already checked with parseSnapshot), durably. */
-  installBytes(meta: SnapshotMeta, bytes: Buffer): SnapshotInfo {
-    const seq = meta.seq;
-    const tmp = `${this.path(seq)}.tmp`;
-    const fd = openSync(tmp, 'w');
-    try {
-      let off = 0;
-      while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.path(seq));
-    syncDir(this.dir);
-    return { ...meta, path: this.path(seq), bytes: bytes.length };
+  /**
+   * Receives a snapshot from a peer a chunk at a time, straight to a `.tmp` file with the checksum
+   * computed as the bytes arrive: no copy of the whole file in memory and no long synchronous
+   * hash at the end (a leader fetching its followers' snapshot must not stall).
+   */
+  receive(seq: number): SnapshotReceiver {
+    return new SnapshotReceiver(this.dir, seq);
   }
 
   /**

@@ -10,7 +10,8 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { DomainConfig } from '../domain/types.js';
 import type { CommandLog } from '../log/command-log.js';
-import { parseSnapshot, SnapshotStore, type SnapshotMeta } from '../log/snapshot-file.js';
+import { readSnapshotFile, SnapshotStore, type SnapshotInfo, type SnapshotMeta } from '../log/snapshot-file.js';
+import { renameSync } from 'node:fs';
 import { fromFrames, loadNewest, take, verifyInBackground } from '../engine/snapshot.js';
 import type { HashedMachine } from '../engine/hashed-machine.js';
 import type { SnapshotHooks } from '../replication/replicated-machine.js';
@@ -160,20 +161,22 @@ export class NodeSnapshots {
     offers.sort((a, b) => b.seq - a.seq);
     for (const o of offers) {
       const t0 = performance.now();
-      const bytes = await this.download(`${o.url}/v1/cluster/snapshots/${o.seq}`);
-      if (bytes === null) continue;
-      const { meta, frames } = parseSnapshot(bytes, `snapshot ${o.seq} from ${o.peer}`);
+      const have = this.store.has(o.seq);
+      const info = have ? { path: this.store.path(o.seq) } : await this.fetchInto(`${o.url}/v1/cluster/snapshots/${o.seq}`, o.seq);
+      if (info === null) continue;
+      // A node being refilled serves nothing yet: reading and rebuilding in one go is fine here.
+      const { meta, frames, bytes } = readSnapshotFile(info.path);
       if (meta.seq !== o.seq || !this.agrees(meta, limit)) {
+        if (!have) renameSync(info.path, `${info.path}.corrupt`);
         this.fail(`snapshot ${o.seq} from ${o.peer} does not match this node's log`);
         continue;
       }
       const machine = fromFrames(this.o.domain, meta, frames, `snapshot ${o.seq} from ${o.peer}`);
-      if (!this.store.has(meta.seq)) this.store.installBytes(meta, bytes);
       this.store.prune();
       this.o.install(machine);
       this.stats.fetched += 1;
-      this.stats.refilled = { seq: meta.seq, from: o.peer, bytes: bytes.length, ms: Math.round(performance.now() - t0) };
-      this.o.logger?.info({ seq: meta.seq, from: o.peer, bytes: bytes.length }, 'state refilled from a peer\'s snapshot');
+      this.stats.refilled = { seq: meta.seq, from: o.peer, bytes, ms: Math.round(performance.now() - t0) };
+      this.o.logger?.info({ seq: meta.seq, from: o.peer, bytes }, 'state refilled from a peer\'s snapshot');
       this.verifyRestored(machine);
       return true;
     }
@@ -258,12 +261,14 @@ export class NodeSnapshots {
       const t0 = performance.now();
       for (const [peer, url] of this.o.peers()) {
         try {
-          const bytes = await this.download(`${url}/v1/cluster/snapshots/${seq}`);
-          if (bytes === null) continue;
-          const { meta } = parseSnapshot(bytes, `snapshot ${seq} from ${peer}`);
-          if (meta.seq !== seq || !this.agrees(meta, seq)) throw new Error(`snapshot ${seq} from ${peer} does not match this node's log at that seq`);
           if (this.store.has(seq)) return;
-          const info = this.store.installBytes(meta, bytes);
+          const info = await this.fetchInto(`${url}/v1/cluster/snapshots/${seq}`, seq);
+          if (info === null) continue;
+          if (!this.agrees(info, seq)) {
+            // Not what our log says: set it aside (never loaded) and say so.
+            renameSync(info.path, `${info.path}.corrupt`);
+            throw new Error(`snapshot ${seq} from ${peer} does not match this node's log at that seq`);
+          }
           this.store.prune();
           this.stats.fetched += 1;
           this.stats.last = { seq, bytes: info.bytes, ms: Math.round(performance.now() - t0), longestTurnMs: 0, how: 'fetched' };
@@ -281,34 +286,41 @@ export class NodeSnapshots {
     if (!this.store.has(this.wanted)) this.fail(`no follower served snapshot ${this.wanted}: this node restarts from an older one (or the log)`);
   }
 
-  /** GETs a snapshot, resuming with Range after a dropped connection; null if the peer has none. */
-  async download(url: string): Promise<Buffer | null> {
-    const chunks: Buffer[] = [];
-    let have = 0;
+  /**
+   * GETs a peer's snapshot into this node's store, streamed to disk with its checksum computed as it
+   * arrives, resuming with Range after a dropped connection; null if the peer has none.
+   */
+  async fetchInto(url: string, seq: number): Promise<SnapshotInfo | null> {
+    const rx = this.store.receive(seq);
     let total: number | null = null;
-    for (let tries = 0; tries < 5; tries++) {
-      const headers: Record<string, string> = { authorization: `Bearer ${this.o.clusterSecret}` };
-      if (have > 0) headers['range'] = `bytes=${have}-`;
-      const res = await fetch(url, { headers, signal: AbortSignal.timeout(60_000) });
-      if (res.status === 404) return null;
-      if (res.status !== 200 && res.status !== 206) throw new Error(`GET ${url}: ${res.status}`);
-      if (res.status === 200 && have > 0) {
-        // The peer ignored the range: start over.
-        chunks.length = 0;
-        have = 0;
-      }
-      total ??= have + Number(res.headers.get('content-length') ?? 'NaN');
-      try {
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          chunks.push(Buffer.from(chunk));
-          have += chunk.length;
+    try {
+      for (let tries = 0; tries < 5; tries++) {
+        const headers: Record<string, string> = { authorization: `Bearer ${this.o.clusterSecret}` };
+        if (rx.bytes > 0) headers['range'] = `bytes=${rx.bytes}-`;
+        const res = await fetch(url, { headers, signal: AbortSignal.timeout(120_000) });
+        if (res.status === 404) {
+          rx.abort();
+          return null;
         }
-      } catch {
-        continue; // dropped mid-way: resume from `have`
+        if (res.status !== 200 && res.status !== 206) throw new Error(`GET ${url}: ${res.status}`);
+        if (res.status === 200 && rx.bytes > 0) throw new Error(`GET ${url}: the peer ignored the range`);
+        total ??= rx.bytes + Number(res.headers.get('content-length') ?? 'NaN');
+        try {
+          for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+            if (this.o.closed()) throw new Error('node closing');
+            rx.write(chunk);
+          }
+        } catch (err) {
+          if (this.o.closed()) throw err;
+          continue; // dropped mid-way: resume from rx.bytes
+        }
+        if (rx.bytes === total) return rx.finish();
       }
-      if (have === total) return Buffer.concat(chunks);
+      throw new Error(`GET ${url}: incomplete after 5 attempts (${rx.bytes} of ${total ?? '?'} bytes)`);
+    } catch (err) {
+      rx.abort();
+      throw err;
     }
-    throw new Error(`GET ${url}: incomplete after 5 attempts (${have} of ${total ?? '?'} bytes)`);
   }
 
   private fail(msg: string): void {

@@ -139,6 +139,32 @@ describe('snapshots of the hashed machine', () => {
     expect(() => fromFrames(config, meta, f3, 'altered digest')).toThrow(/state hash/);
   });
 
+  it('a snapshot received in chunks is checked as it streams: whole → installed, cut short or altered → refused', async () => {
+    const commands = commandStream(mulberry32(11), 500, accounts);
+    const a = new HashedMachine(config);
+    run(a, commands, 1);
+    const src = new SnapshotStore(dir());
+    const r = (await take(a, 2, src))!;
+    const bytes = readFileSync(r.path);
+    const dst = new SnapshotStore(dir());
+    const send = (b: Buffer, chunk: number) => {
+      const rx = dst.receive(r.seq);
+      for (let off = 0; off < b.length; off += chunk) rx.write(b.subarray(off, off + chunk));
+      return rx;
+    };
+    // Chunks smaller than the footer, and larger than the kept tail.
+    for (const chunk of [7, 100_000]) {
+      const info = send(bytes, chunk).finish();
+      expect(info).toMatchObject({ seq: r.seq, epoch: 2, stateHash: a.stateHash, bytes: bytes.length });
+      expect(readFileSync(dst.path(r.seq)).equals(bytes)).toBe(true);
+    }
+    const altered = Buffer.from(bytes);
+    altered[100]! ^= 1;
+    expect(() => send(altered, 4096).finish()).toThrow(/checksum/);
+    expect(() => send(bytes.subarray(0, bytes.length - 3), 4096).finish()).toThrow(/end marker/);
+    expect(readdirSync(dst.dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+
   it('the writer names files by seq and the store keeps the newest `keep`', () => {
     const d = dir();
     const store = new SnapshotStore(d, 2);
