@@ -680,6 +680,16 @@ export class Simulator {
       // Let followers catch up, then every node's committed log is the reference.
       const settleUntil = this.now + 4 * this.T;
       while (this.now < settleUntil && this.step());
+      // 7. Convergence: once healed, every node holds and applies what the leader committed (a
+      // follower the leader stopped sending to, or one that cannot refill, would stay behind).
+      const leader = this.nodes.find((n) => n.up && n.raft?.isLeader);
+      const target = leader?.raft?.commit ?? 0;
+      const catchUntil = this.now + 20 * this.T;
+      const behind = () => this.nodes.filter((n) => n.up && n.raft?.role !== 'halted' && ((n.raft?.commit ?? 0) < target || (n.host?.applied ?? 0) < target));
+      while (behind().length > 0 && this.now < catchUntil && this.step());
+      const lagging = behind();
+      if (leader && lagging.length > 0 && process.env.SIM_DEBUG) console.log(JSON.stringify({ leader: leader.id, epoch: leader.raft!.epoch, last: leader.disk.lastSeq(), peers: leader.raft!.peerStatus(), lagging: lagging.map((n) => ({ id: n.id, epoch: n.raft!.epoch, leaderId: n.raft!.leader, role: n.raft!.role, learner: n.disk.hardState().learner, storageError: n.raft!.storageError, full: n.disk.full })) }));
+      if (leader && lagging.length > 0) this.fail(`convergence: ${lagging.map((n) => `${n.id} (${n.raft?.role}) commit ${n.raft?.commit} applied ${n.host?.applied} log ${n.disk.base().seq}..${n.disk.lastSeq()}`).join(', ')} behind the leader's commit ${target}`);
     } catch (err) {
       if (!(err instanceof InvariantViolation) && !(err instanceof Error)) throw err;
       this.failure = `${err instanceof InvariantViolation ? '' : `${(err as Error).name}: `}${(err as Error).message} (event ${this.events}, t=${this.now.toFixed(1)} ms)`;

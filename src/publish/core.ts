@@ -54,7 +54,7 @@ export const COMPACTION_DEFAULT = { tombstonesPerAccount: 8, tombstonesMin: 16_3
 const TOMBSTONE_BYTES = 11.5;
 /** A compaction's work per event-loop turn (ms; compaction.budgetMs), in slices of this many accounts. */
 const BUILD_BUDGET_MS = 8;
-const BUILD_SLICE = 256;
+const BUILD_SLICE = 64;
 
 export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation: [Publisher, Publisher] }> {
   readonly log: CommandLog;
@@ -66,6 +66,8 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
   /** Seq of the last committed batch. The machine can be ahead of it while a batch is in flight. */
   private committedSeq: Seq;
   readonly startedAtMs = Date.now();
+  /** How long writing the first generation took (synchronous, when this node became the ready leader). */
+  readonly firstPublishMs: number;
   /** Entries replayed at construction (a single-node Core replays its log; a cluster node hands its machine over: 0). */
   readonly replayedEntries: number;
   /** Generations replaced by a compaction, still published until retired (bounded by the grace). */
@@ -98,7 +100,9 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     this.hash = this.hashed.stateHash;
     this.committedSeq = this.hashed.lastSeq;
     this.pub = new Publisher({ machine: this.machine, layout: opts.layout, bookDepth: opts.bookDepth, tradesKept: opts.tradesKept });
+    const p0 = performance.now();
     this.pub.publishAll(this.hash, clock.nowMs(), this.epoch);
+    this.firstPublishMs = performance.now() - p0;
     this.sequencer = new Sequencer({
       log: this.log,
       target: this.replicated,

@@ -689,8 +689,18 @@ export class RaftNode<E extends RaftEntry> {
     if (p.mode === 'replicate' && p.inflight.length > 0 && now - p.lastProgressMs > 2 * this.o.heartbeatMs) this.toProbe(p);
     if (p.mode === 'probe' && p.probeSentMs !== null && now - p.probeSentMs > 2 * this.o.heartbeatMs) p.probeSentMs = null;
     // Entries if the window allows, else an empty APPEND at match: it never races the pipeline.
-    // (Not below our base: a RESET in flight is resent by the probe timer.)
-    if (this.sendAppends(peer) === 0 && p.match >= this.o.storage.base().seq) this.sendAppend(peer, p.match, []);
+    // Never below our base (we hold no epoch there): at the base, which a follower that lacks it
+    // rejects, so it learns it needs a RESET.
+    // With nothing in flight the heartbeat checks where we believe the follower is (next − 1): a
+    // follower that lacks that entry rejects it and is repaired, even if no write ever comes
+    // (at `match` it would always succeed, and a follower that missed the last entries before the
+    // cluster went idle would stay behind).
+    if (this.sendAppends(peer) === 0) {
+      const base = this.o.storage.base().seq;
+      const at = p.inflight.length === 0 ? p.next - 1 : p.match;
+      if (at >= base) this.sendAppend(peer, at, []);
+      else if (!p.behindBase) this.sendAppend(peer, base, []);
+    }
   }
 
   private toProbe(p: Progress): void {
