@@ -52,18 +52,54 @@ function seqOfName(name: string): number | null {
   return m === null ? null : Number(m[1]);
 }
 
-/** Writes one snapshot file, a frame at a time. */
-export class SnapshotWriter {
+/** A file written as `.tmp` and renamed into place once durable (fsync, rename, fsync of the dir). */
+class TmpFile {
   private fd: number | null;
-  private readonly hash: Hash = createHash('sha256');
-  private bytes = 0;
-  private frames = 0;
+  bytes = 0;
   private readonly tmp: string;
 
-  constructor(private readonly dir: string, readonly seq: number) {
-    mkdirSync(dir, { recursive: true });
-    this.tmp = join(dir, `${snapshotName(seq)}.tmp`);
+  constructor(private readonly dir: string, readonly path: string) {
+    this.tmp = `${path}.tmp`;
     this.fd = openSync(this.tmp, 'w');
+  }
+
+  write(b: Buffer): void {
+    assert(this.fd !== null, `${this.tmp} already closed`);
+    let off = 0;
+    while (off < b.length) off += writeSync(this.fd, b, off, b.length - off);
+    this.bytes += b.length;
+  }
+
+  commit(): void {
+    assert(this.fd !== null, `${this.tmp} already closed`);
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    this.fd = null;
+    renameSync(this.tmp, this.path);
+    syncDir(this.dir);
+  }
+
+  abort(): void {
+    if (this.fd === null) return;
+    closeSync(this.fd);
+    this.fd = null;
+    try {
+      unlinkSync(this.tmp);
+    } catch {
+      // Already gone: nothing to clean.
+    }
+  }
+}
+
+/** Writes one snapshot file, a frame at a time. */
+export class SnapshotWriter {
+  private readonly file: TmpFile;
+  private readonly hash: Hash = createHash('sha256');
+  private frames = 0;
+
+  constructor(dir: string, readonly seq: number) {
+    mkdirSync(dir, { recursive: true });
+    this.file = new TmpFile(dir, join(dir, snapshotName(seq)));
     this.write(MAGIC);
   }
 
@@ -79,42 +115,22 @@ export class SnapshotWriter {
 
   /** Writes the footer, makes the file durable and gives it its final name. */
   finish(meta: Omit<SnapshotMeta, 'seq'>): SnapshotInfo {
-    assert(this.fd !== null, 'snapshot writer already closed');
     const footer = packr.pack({ format: FORMAT, ...meta, seq: this.seq, frames: this.frames, sha256: this.hash.digest('hex') });
     const tail = Buffer.allocUnsafe(4);
     tail.writeUInt32LE(footer.length);
-    for (const b of [footer, tail, END]) this.writeRaw(b);
-    fsyncSync(this.fd);
-    closeSync(this.fd);
-    this.fd = null;
-    const path = join(this.dir, snapshotName(this.seq));
-    renameSync(this.tmp, path);
-    syncDir(this.dir);
-    return { ...meta, seq: this.seq, path, bytes: statSync(path).size };
+    for (const b of [footer, tail, END]) this.file.write(b);
+    this.file.commit();
+    return { ...meta, seq: this.seq, path: this.file.path, bytes: this.file.bytes };
   }
 
   /** Drops a snapshot that will not be finished (the state moved, the node stopped). */
   abort(): void {
-    if (this.fd === null) return;
-    closeSync(this.fd);
-    this.fd = null;
-    try {
-      unlinkSync(this.tmp);
-    } catch {
-      // Already gone: nothing to clean.
-    }
+    this.file.abort();
   }
 
   private write(b: Buffer): void {
     this.hash.update(b);
-    this.writeRaw(b);
-  }
-
-  private writeRaw(b: Buffer): void {
-    assert(this.fd !== null, 'snapshot writer already closed');
-    let off = 0;
-    while (off < b.length) off += writeSync(this.fd, b, off, b.length - off);
-    this.bytes += b.length;
+    this.file.write(b);
   }
 }
 
@@ -185,24 +201,22 @@ const TAIL_KEEP = 64 * 1024;
 
 /** A snapshot arriving over the network (SnapshotStore.receive). */
 export class SnapshotReceiver {
-  private fd: number | null;
+  private readonly file: TmpFile;
   private readonly hash: Hash = createHash('sha256');
   /** The newest bytes, not yet hashed: the footer is among them. */
   private tail = Buffer.alloc(0);
-  bytes = 0;
-  private readonly tmp: string;
 
-  constructor(private readonly dir: string, readonly seq: number) {
-    this.tmp = join(dir, `${snapshotName(seq)}.tmp`);
-    this.fd = openSync(this.tmp, 'w');
+  constructor(dir: string, readonly seq: number) {
+    this.file = new TmpFile(dir, join(dir, snapshotName(seq)));
+  }
+
+  get bytes(): number {
+    return this.file.bytes;
   }
 
   write(chunk: Uint8Array): void {
-    assert(this.fd !== null, 'snapshot receiver closed');
     const b = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    let off = 0;
-    while (off < b.length) off += writeSync(this.fd, b, off, b.length - off);
-    this.bytes += b.length;
+    this.file.write(b);
     this.tail = this.tail.length === 0 ? Buffer.from(b) : Buffer.concat([this.tail, b]);
     if (this.tail.length > 2 * TAIL_KEEP) {
       const cut = this.tail.length - TAIL_KEEP;
@@ -216,7 +230,6 @@ export class SnapshotReceiver {
    * SnapshotCorruptError (and removes the file) if it is not a complete snapshot of `seq`.
    */
   finish(): SnapshotInfo {
-    assert(this.fd !== null, 'snapshot receiver closed');
     const what = `snapshot ${this.seq} received`;
     try {
       const t = this.tail;
@@ -233,14 +246,9 @@ export class SnapshotReceiver {
       this.hash.update(t.subarray(0, footerAtInTail));
       if (footer?.['format'] !== FORMAT || footer['seq'] !== this.seq) throw new SnapshotCorruptError(`${what}: footer format or seq wrong`);
       if (this.hash.digest('hex') !== footer['sha256']) throw new SnapshotCorruptError(`${what}: checksum mismatch`);
-      fsyncSync(this.fd);
-      closeSync(this.fd);
-      this.fd = null;
-      const path = join(this.dir, snapshotName(this.seq));
-      renameSync(this.tmp, path);
-      syncDir(this.dir);
+      this.file.commit();
       const f = footer as unknown as SnapshotMeta;
-      return { seq: this.seq, epoch: f.epoch, stateHash: f.stateHash, accounts: f.accounts, orders: f.orders, createdMs: f.createdMs, path, bytes: this.bytes };
+      return { seq: this.seq, epoch: f.epoch, stateHash: f.stateHash, accounts: f.accounts, orders: f.orders, createdMs: f.createdMs, path: this.file.path, bytes: this.bytes };
     } catch (err) {
       this.abort();
       throw err;
@@ -248,14 +256,7 @@ export class SnapshotReceiver {
   }
 
   abort(): void {
-    if (this.fd === null) return;
-    closeSync(this.fd);
-    this.fd = null;
-    try {
-      unlinkSync(this.tmp);
-    } catch {
-      // Already gone.
-    }
+    this.file.abort();
   }
 }
 

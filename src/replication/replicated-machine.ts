@@ -3,7 +3,7 @@
 // committed entries only and check each stored result and hash. Used unchanged by the production
 // core node and by the deterministic simulator.
 // Invariants: on a non-leader, machine.lastSeq <= commit (it holds exactly a committed prefix);
-// on a leader, machine.lastSeq === log lastSeq (it applied its whole log before sequencing);
+// on a leader, machine.lastSeq === log lastSeq before it sequences (it applies its whole log first, APPLY_CHUNK per turn);
 // a leader takes client commands only once its epoch_start entry is committed (`ready`), so every
 // entry in its log is committed by then; a mismatch between a stored result/hash and a fresh
 // apply halts the node (a determinism bug), and is never confused with a storage error.
@@ -168,23 +168,7 @@ export class ReplicatedMachine implements SequencerTarget {
   onRole(role: RaftRole, epoch: number): void {
     if (role === 'leader') {
       this.wasLeader = true;
-      // The entries of earlier epochs beyond our commit index will commit with our first entry:
-      // apply them now so the machine matches the whole log before we sequence.
-      if (this.applyThrough(this.o.storage.lastSeq()) === false) return;
-      if (this.raft.commit >= this.o.storage.lastSeq()) {
-        // Nothing of earlier epochs waits for a commit (an empty log, or a single node): ready now,
-        // and the first client entry carries the epoch.
-        this.becomeReady();
-        return;
-      }
-      const seq = this.o.storage.lastSeq() + 1;
-      this.epochStartSeq = seq;
-      try {
-        this.propose([{ clientId: `#epoch-${epoch}`, command: { type: 'epoch_start', epoch, node: this.o.nodeName } }]);
-      } catch (err) {
-        // The disk refused: Raft has stepped down (and onRole rebuilt the machine); nothing to do.
-        if (!(err instanceof StorageError)) throw err;
-      }
+      this.leaderCatchUp(epoch);
       return;
     }
     if (this.wasLeader) {
@@ -195,6 +179,37 @@ export class ReplicatedMachine implements SequencerTarget {
       for (const w of this.waiters.splice(0)) w.reject(lost);
       // Applied entries beyond the commit index may be truncated by the next leader.
       if (this.machine.lastSeq > this.raft.commit) this.rebuild(this.raft.commit);
+    }
+  }
+
+  /**
+   * A new leader applies the entries of earlier epochs that its log holds (they commit with its
+   * first entry), so its machine matches the whole log before it sequences. With `defer`, at most
+   * APPLY_CHUNK per turn: a node restarted on a long log (no snapshot) would otherwise block its
+   * event loop for seconds right after winning, miss its heartbeats and lose the next election,
+   * again and again. Then it commits an epoch_start (or is ready at once if nothing waits).
+   */
+  private leaderCatchUp(epoch: number): void {
+    if (!this.raft.isLeader || this.raft.epoch !== epoch) return;
+    const last = this.o.storage.lastSeq();
+    const upTo = this.o.defer ? Math.min(last, this.machine.lastSeq + APPLY_CHUNK) : last;
+    if (this.applyThrough(upTo) === false) return;
+    if (upTo < last) {
+      this.o.defer!(() => this.leaderCatchUp(epoch));
+      return;
+    }
+    if (this.raft.commit >= last) {
+      // Nothing of earlier epochs waits for a commit (an empty log, or a single node): ready now,
+      // and the first client entry carries the epoch.
+      this.becomeReady();
+      return;
+    }
+    this.epochStartSeq = last + 1;
+    try {
+      this.propose([{ clientId: `#epoch-${epoch}`, command: { type: 'epoch_start', epoch, node: this.o.nodeName } }]);
+    } catch (err) {
+      // The disk refused: Raft has stepped down (and onRole rebuilt the machine); nothing to do.
+      if (!(err instanceof StorageError)) throw err;
     }
   }
 
