@@ -4,11 +4,15 @@
 // corrupt newest one is set aside for the previous) and reaches the leader's exact state; a whole
 // cluster restarted from snapshots elects, agrees and takes writes. Waits are bounded polls.
 import { afterEach, describe, expect, it } from 'vitest';
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../../src/config/schema.js';
 import { CoreNode } from '../../src/node/core-node.js';
 import { readSnapshotFile } from '../../src/log/snapshot-file.js';
+import { SqliteCommandLog } from '../../src/log/sqlite-log.js';
+import { HashedMachine } from '../../src/engine/hashed-machine.js';
+import type { LogEntry } from '../../src/log/command-log.js';
+import type { Command, Result, Seq } from '../../src/domain/types.js';
 import { get, post, tempDir, testConfig } from './helpers.js';
 
 const base = testConfig({ coreNodes: 3, replication: { heartbeatMs: 40, electionTimeoutMs: 300, commitTimeoutMs: 3000 } });
@@ -56,6 +60,48 @@ async function write(leader: CoreNode, from: number, n: number): Promise<void> {
 }
 
 const fileSeqs = (n: CoreNode) => n.snapshots!.store.list().map((f) => f.seq);
+
+describe('a long log', () => {
+  it('a cluster restarted on 120k entries without snapshots elects a leader that stays and takes writes', async () => {
+    const cfg: Config = { ...config, core: { ...config.core, snapshots: { everyEntries: 0, keep: 2, budgetMs: 8 } } };
+    const dir = tempDir('sm-long-');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    // The log a long-running cluster leaves: written directly (no cluster needed), copied to two nodes.
+    const seedDir = join(dir, 'seed');
+    const log = new SqliteCommandLog(join(seedDir, 'log.db'));
+    log.setHardState({ clusterId: 'long-cluster', epoch: 1, votedFor: 'core-a', learner: false });
+    const hm = new HashedMachine(cfg.domain);
+    for (let from = 1; from <= 120_000; from += 1000) {
+      const batch: LogEntry[] = [];
+      for (let seq = from; seq < from + 1000; seq++) {
+        const command = { type: 'deposit', account: `acct-${seq % 500}`, amount: 1 } as Command;
+        const { result, stateHash } = hm.apply({ seq: seq as Seq, tsMs: 1_700_000_000_000 + seq, command }, seq === from + 999);
+        batch.push({ epoch: 1, seq: seq as Seq, clientId: `L${seq}`, tsMs: 1_700_000_000_000 + seq, command, result: result as Result, stateHash });
+      }
+      log.append(batch);
+      hm.drainEffects();
+    }
+    log.close();
+    for (const n of ['core-a', 'core-b', 'core-c']) cpSync(seedDir, join(dir, n), { recursive: true });
+    const nodes = new Map<string, CoreNode>();
+    for (const name of ['core-a', 'core-b', 'core-c']) {
+      const node = new CoreNode(cfg, { nodeName: name, port: 0, dataDir: join(dir, name) });
+      await node.listen();
+      nodes.set(name, node);
+    }
+    cleanups.push(async () => {
+      for (const n of nodes.values()) await n.close();
+    });
+    wire(nodes);
+    const leader = await leaderOf(nodes);
+    for (const id of ['acct-0', 'acct-7', 'acct-499']) expect(leader.replicated.machine.machine.account(id)).toEqual(hm.machine.account(id));
+    await write(leader, 0, 40);
+    // The leader stayed: every write went to it, and the first epoch it won is the one it holds.
+    expect(leader.role).toBe('primary');
+    expect(leader.raft.epoch).toBeLessThanOrEqual(4);
+    await until(() => [...nodes.values()].every((n) => n.replicated.applied === leader.raft.commit), 'every node applied everything');
+  }, 60_000);
+});
 
 describe('snapshots in a 3-node core', () => {
   it('retention trims every log; a wiped node is refilled from a peer\'s snapshot plus the tail', async () => {
