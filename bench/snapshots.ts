@@ -3,8 +3,8 @@
 // same run, for each ACCOUNTSxENTRIES of the matrix:
 //   - restart: a core node restarting on a data dir holding that log (bench/proc/snapgen.ts writes
 //     it, with a snapshot at its end) — without snapshots it replays the whole log, with them it
-//     loads the snapshot and the (empty) tail; "state" is the state restored, "primary" adds the
-//     first Yjs generation (written in full when a node becomes leader);
+//     loads the snapshot and the (empty) tail; "state" is the state restored, "published" adds the
+//     first Yjs generation (written a slice per turn above 20 000 accounts);
 //   - refill: a wiped third node joining two nodes holding that log — without snapshots the leader
 //     streams every entry; with them the log below the snapshot was dropped (retention), so the
 //     leader sends RESET and the node fetches the snapshot and the tail;
@@ -154,13 +154,13 @@ async function main(): Promise<void> {
     '',
     `${new Date().toISOString()}, node ${process.version}; each restart, each core node and each generator is its own process; the log is deposits over the accounts in batches of 1024, with a snapshot at its end.`,
     '',
-    '| accounts | entries | log MB | snapshot MB | restart without: state / primary s | restart with: state / primary s | × (state) | refill without s | refill with s | × |',
+    '| accounts | entries | log MB | snapshot MB | restart without: state / published s | restart with: state / published s | × (state) | refill without s | refill with s | × |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map((r) =>
       `| ${r.accounts} | ${r.entries} | ${f(r.gen.logBytes / 1e6, 1)} | ${f(r.gen.snapshot.bytes / 1e6, 1)} | ${f(r.restartWithout.stateMs / 1000, 2)} / ${f(r.restartWithout.primaryMs / 1000, 2)} | ${f(r.restartWith.stateMs / 1000, 2)} / ${f(r.restartWith.primaryMs / 1000, 2)} | ${f(r.restartWith.stateMs / r.restartWithout.stateMs, 2)} | ${f(r.refillWithout ? r.refillWithout.ms / 1000 : null, 2)} | ${f(r.refillWith ? r.refillWith.ms / 1000 : null, 2)} | ${r.refillWith && r.refillWithout ? f(r.refillWith.ms / r.refillWithout.ms, 2) : '–'} |`,
     ),
     '',
-    '"state": the node\'s state machine holds the log\'s last entry (from the snapshot plus the tail, or by replaying everything); "primary": it also wrote the first Yjs generation (in full, synchronously, when it becomes the ready leader). Refill: from the wiped node\'s start until it applied the leader\'s commit.',
+    '"state": the node\'s state machine holds the log\'s last entry (from the snapshot plus the tail, or by replaying everything, 1024 entries per turn); "published": it also wrote and serves its first Yjs generation (above 20 000 accounts a slice per turn, while it already takes writes). Refill: from the wiped node\'s start until it applied the leader\'s commit.',
     '',
     '| accounts | entries | export in one go ms | spread: longest turn ms | turns | worst event-loop delay ms |',
     '|---:|---:|---:|---:|---:|---:|',

@@ -72,7 +72,7 @@ export function coreReadModel(
   };
   return {
     region,
-    generation: () => getCore()?.publisher.generation ?? null,
+    generation: () => (getCore()?.publishing ? getCore()!.publisher.generation : null),
     seqFor: () => getCore()?.seq ?? 0,
     waitFor: (_scope: ReadScope, minSeq, timeoutMs) =>
       new Promise((resolve) => {
@@ -224,7 +224,8 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
   app.get('/v1/sync/info', (c) => {
     const core = getCore();
     const d = describe();
-    return c.json({ generation: core?.publisher.generation ?? null, seq: core?.publisher.seq ?? 0, epoch: d.epoch, docs: docNames(opts.layout), role: d.role });
+    const pub = core?.publishing ? core.publisher : null;
+    return c.json({ generation: pub?.generation ?? null, seq: pub?.seq ?? 0, epoch: d.epoch, docs: docNames(opts.layout), role: d.role });
   });
 
   // A standby (or a node still electing) answers status only: reads come from the primary.
@@ -243,6 +244,18 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
   };
   app.use('/v1/accounts/*', refuseWhenHalted);
   app.use('/v1/markets/*', refuseWhenHalted);
+  // A new leader with a large state writes its first generation over many turns (it takes writes
+  // meanwhile); reads are served from that generation, so they wait for it.
+  const refuseUntilPublishing = async (c: Context, next: () => Promise<void>) => {
+    const core = getCore();
+    if (core && !core.publishing) {
+      c.header('retry-after', '1');
+      return requestError(c, 'seq_not_reached', 'this leader is still writing its first generation of published state: retry in a moment, or read from a region');
+    }
+    await next();
+  };
+  app.use('/v1/accounts/*', refuseUntilPublishing);
+  app.use('/v1/markets/*', refuseUntilPublishing);
   mountReadRoutes(app, coreReadModel(getCore, opts.region, opts.layout, describe), opts.readLimits, opts.secrets);
   app.notFound((c) => requestError(c, 'not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c: Context) => {

@@ -48,7 +48,9 @@ export class LeaderRole {
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
     this.core = core;
-    opts.sync.serve({ generation: core.publisher.generation, docs: core.publisher.docs });
+    // A large first generation is written over many turns: served once it is whole.
+    if (core.publishing) opts.sync.serve({ generation: core.publisher.generation, docs: core.publisher.docs });
+    else core.once('ready', (pub) => !this.stopped && opts.sync.serve({ generation: pub.generation, docs: pub.docs }));
     // Compaction: both generations are served for a grace period; readers discover the new one,
     // sync it in the background while the old keeps streaming, and swap. Then the old retires.
     core.on('generation', (next, old) => {

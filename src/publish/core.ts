@@ -45,6 +45,11 @@ export interface CoreOptions {
   compaction?: { tombstonesPerAccount: number; tombstonesMin: number; maxOverhead?: number; budgetMs?: number };
   /** Batches sequenced while earlier ones wait for their majority (default 4). */
   maxInFlightBatches?: number;
+  /**
+   * Up to this many accounts the first generation is written in one go at construction; above,
+   * a slice per turn (like a compaction), and `ready` says when it is served. Default 20 000.
+   */
+  firstGenerationSyncMax?: number;
   clock?: Clock;
   logger?: Logger;
 }
@@ -55,11 +60,14 @@ const TOMBSTONE_BYTES = 11.5;
 /** A compaction's work per event-loop turn (ms; compaction.budgetMs), in slices of this many accounts. */
 const BUILD_BUDGET_MS = 8;
 const BUILD_SLICE = 64;
+/** ~100 ms of synchronous publishAll on this machine (it measured 556–670 ms at 100k accounts). */
+const FIRST_GENERATION_SYNC_MAX = 20_000;
 
-export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation: [Publisher, Publisher] }> {
+export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation: [Publisher, Publisher]; ready: [Publisher] }> {
   readonly log: CommandLog;
   readonly replicated: ReplicatedMachine;
-  private pub: Publisher;
+  /** The served generation; null while the first one is still being written (see `publishing`). */
+  private pub: Publisher | null = null;
   readonly sequencer: Sequencer;
   readonly epoch: number;
   private hash: string;
@@ -99,9 +107,16 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     this.hashed.drainEffects();
     this.hash = this.hashed.stateHash;
     this.committedSeq = this.hashed.lastSeq;
-    this.pub = new Publisher({ machine: this.machine, layout: opts.layout, bookDepth: opts.bookDepth, tradesKept: opts.tradesKept });
     const p0 = performance.now();
-    this.pub.publishAll(this.hash, clock.nowMs(), this.epoch);
+    if (this.machine.accountCount() <= (opts.firstGenerationSyncMax ?? FIRST_GENERATION_SYNC_MAX)) {
+      this.pub = new Publisher({ machine: this.machine, layout: opts.layout, bookDepth: opts.bookDepth, tradesKept: opts.tradesKept });
+      this.pub.publishAll(this.hash, clock.nowMs(), this.epoch);
+    } else {
+      // A large state: written a slice per turn like a compaction, so a new leader never blocks its
+      // event loop for seconds (its followers would miss heartbeats and depose it). Writes are taken
+      // meanwhile; reads and rooms wait for 'ready'.
+      this.startBuild(null);
+    }
     this.firstPublishMs = performance.now() - p0;
     this.sequencer = new Sequencer({
       log: this.log,
@@ -125,7 +140,13 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
 
   /** The current generation's publisher; replaced when the core compacts (see 'generation'). */
   get publisher(): Publisher {
+    assert(this.pub !== null, 'the first generation is still being written (check `publishing`, or wait for ready)');
     return this.pub;
+  }
+
+  /** The first generation is written and served (until then reads and rooms wait). */
+  get publishing(): boolean {
+    return this.pub !== null;
   }
 
   get machine() {
@@ -145,24 +166,25 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     const last = batch.entries[batch.entries.length - 1]!;
     this.hash = last.stateHash;
     const view = batch.captured as StateView | undefined;
-    this.pub.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch, view);
+    this.pub?.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch, view);
     // Retiring generations keep receiving every batch until retired, so readers still on them
     // keep advancing while they sync the new one (no stall at a compaction).
     for (const old of this.retiring) old.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch, view);
     if (this.building !== null) this.building.pub.publishBatch(batch.lastSeq, batch.effects, this.hash, last.tsMs, this.epoch, view);
     const { tombstonesPerAccount, tombstonesMin, maxOverhead = COMPACTION_DEFAULT.maxOverhead } = this.opts.compaction ?? COMPACTION_DEFAULT;
-    const t = this.pub.tombstones;
+    const t = this.pub?.tombstones ?? 0;
     // At most one replaced generation in its handover grace: each is still published every batch,
     // so back-to-back compactions (a small state under a high rate) would multiply that cost.
-    const wanted = this.retiring.length === 0 && t > tombstonesMin && (t > tombstonesPerAccount * this.machine.accountCount() || t * TOMBSTONE_BYTES > maxOverhead * this.pub.liveBytes);
-    if (wanted && this.building === null) this.startBuild();
+    const wanted = this.pub !== null && this.retiring.length === 0 && t > tombstonesMin && (t > tombstonesPerAccount * this.machine.accountCount() || t * TOMBSTONE_BYTES > maxOverhead * this.pub.liveBytes);
+    if (wanted && this.building === null) this.startBuild(this.pub);
     else if (this.building?.done && this.sequencer.batchesInFlight === 0) this.finishBuild(last.tsMs);
     this.emit('committed', batch);
   }
 
-  private startBuild(): void {
+  /** Starts writing the next generation (`from`: the one it replaces, whose kept trades it copies; null: the first). */
+  private startBuild(from: Publisher | null): void {
     const pub = new Publisher({ machine: this.machine, layout: this.opts.layout, bookDepth: this.opts.bookDepth, tradesKept: this.opts.tradesKept });
-    pub.copyTrades(this.pub);
+    if (from !== null) pub.copyTrades(from);
     this.building = { pub, ids: this.machine.accountIdIterator(), done: false, startedMs: performance.now(), turns: 0, longestTurnMs: 0 };
     setImmediate(() => this.buildStep());
   }
@@ -207,11 +229,15 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     this.building = null;
     const old = this.pub;
     this.pub = b.pub;
-    this.retiring.push(old);
-    this.compactions.count += 1;
     this.compactions.lastMs = Math.round(performance.now() - b.startedMs);
     this.compactions.lastTurns = b.turns;
     this.compactions.longestTurnMs = Math.round(b.longestTurnMs * 10) / 10;
+    if (old === null) {
+      this.emit('ready', this.pub);
+      return;
+    }
+    this.compactions.count += 1;
+    this.retiring.push(old);
     this.emit('generation', this.pub, old);
     // Batches held for the last step start again: finish() schedules the queue after this commit.
   }
@@ -230,7 +256,7 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     this.sequencer.stop(reason);
     this.building?.pub.destroy();
     this.building = null;
-    this.pub.destroy();
+    this.pub?.destroy();
     for (const old of this.retiring.splice(0)) old.destroy();
   }
 

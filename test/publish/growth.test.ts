@@ -14,6 +14,7 @@ import type { Submission } from '../../src/engine/sequencer.js';
 import { measureDocs, type GrowthRow } from '../../bench/lib/yjs-growth.js';
 import { cmd, makeCore } from '../core/helpers.js';
 import { decodeValue } from '../../src/publish/layout.js';
+import { MemoryCommandLog } from '../../src/log/memory-log.js';
 
 const ACCOUNTS = 200;
 const ROUNDS = 20;
@@ -92,6 +93,30 @@ describe('published Yjs state under whole-value overwrites', () => {
     for (const id of ids) expect(decodeValue(published[id]!)).toEqual(core.machine.account(id));
     const meta = core.publisher.doc('meta').getMap('meta').toJSON();
     expect(meta).toMatchObject({ seq: core.seq, stateHash: core.stateHash, generation: core.publisher.generation });
+  });
+
+  it('a large first generation is written over many turns; writes are taken meanwhile and it holds exactly the committed state', async () => {
+    const log = new MemoryCommandLog();
+    const before = makeCore({ log, maxBatch: 256 });
+    await before.sequencer.submit(Array.from({ length: 600 }, (_, i) => ({ clientId: `s${i}`, command: cmd.deposit(`acct${i}`, 5) })));
+    before.stop('restart');
+    const core = makeCore({ log, maxBatch: 64, firstGenerationSyncMax: 10, compaction: { tombstonesPerAccount: 1e9, tombstonesMin: 1e9, budgetMs: 0.01 } });
+    cores.push(core);
+    expect(core.publishing).toBe(false);
+    expect(() => core.publisher).toThrow(/first generation/);
+    const ready = new Promise<Publisher>((resolve) => core.once('ready', resolve));
+    const writes = core.sequencer.submit(Array.from({ length: 50 }, (_, i) => ({ clientId: `w${i}`, command: cmd.deposit(`acct${i * 7}`, 1) })));
+    const pub = await ready;
+    await writes;
+    expect(core.publishing).toBe(true);
+    expect(core.publisher).toBe(pub);
+    expect(core.compactions.lastTurns).toBeGreaterThan(2);
+    await core.sequencer.submit([{ clientId: 'after', command: cmd.deposit('acct3', 1) }]);
+    const shard = [...pub.docs.entries()].filter(([name]) => name.startsWith('acct-'));
+    const published = Object.assign({}, ...shard.map(([, d]) => d.getMap('accounts').toJSON())) as Record<string, string>;
+    expect(Object.keys(published).length).toBe(core.machine.accountCount());
+    for (const id of core.machine.accountIds()) expect(decodeValue(published[id]!)).toEqual(core.machine.account(id));
+    expect(pub.doc('meta').getMap('meta').toJSON()).toMatchObject({ seq: core.seq, stateHash: core.stateHash });
   });
 
   it('a compaction starts a new generation holding the same state', async () => {
