@@ -174,17 +174,24 @@ export function loadNewest(domain: DomainConfig, store: SnapshotStore, accept: (
 
 /**
  * Checks every account's stored digest against its state, `chunk` accounts per turn, while the
- * node runs. Resolves the id of the first wrong one (the caller halts), or null. Each chunk runs at
+ * node runs (`ids`: a live iterator, e.g. StateMachine.accountIdIterator, so no million-id copy). Resolves the id of the first wrong one (the caller halts), or null. Each chunk runs at
  * a checkpoint (nothing applied since the hash was read), so the comparison is against one state.
  */
-export async function verifyInBackground(current: () => HashedMachine, ids: string[], opts: { chunk?: number; yieldTurn?: () => Promise<void>; cancelled?: () => boolean } = {}): Promise<string | null> {
+export async function verifyInBackground(current: () => HashedMachine, ids: Iterator<string>, opts: { chunk?: number; yieldTurn?: () => Promise<void>; cancelled?: () => boolean } = {}): Promise<string | null> {
   const chunk = opts.chunk ?? 2048;
   const yieldTurn = opts.yieldTurn ?? (() => new Promise<void>((r) => setImmediate(r)));
-  for (let i = 0; i < ids.length; i += chunk) {
-    if (opts.cancelled?.()) return null;
-    const wrong = current().firstWrongDigest(ids.slice(i, i + chunk));
-    if (wrong !== null) return wrong;
+  const slice: string[] = [];
+  for (;;) {
+    // First yield: the caller may still be installing the machine this checks.
     await yieldTurn();
+    if (opts.cancelled?.()) return null;
+    slice.length = 0;
+    for (let next = ids.next(); next.done !== true; next = ids.next()) {
+      slice.push(next.value);
+      if (slice.length === chunk) break;
+    }
+    if (slice.length === 0) return null;
+    const wrong = current().firstWrongDigest(slice);
+    if (wrong !== null) return wrong;
   }
-  return null;
 }

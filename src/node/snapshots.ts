@@ -94,8 +94,7 @@ export class NodeSnapshots {
   verifyRestored(machine: HashedMachine): void {
     const halt = this.o.halt;
     this.stats.verify = 'running';
-    const ids = machine.machine.accountIds();
-    void verifyInBackground(() => machine, ids, { cancelled: () => this.o.closed() || this.o.currentMachine() !== machine }).then(
+    void verifyInBackground(() => machine, machine.machine.accountIdIterator(), { cancelled: () => this.o.closed() || this.o.currentMachine() !== machine }).then(
       (wrong) => {
         if (wrong === null) {
           this.stats.verify = this.o.currentMachine() === machine ? 'ok' : 'none';
@@ -114,7 +113,11 @@ export class NodeSnapshots {
       every: this.o.every,
       take: (machine, seq, epoch) => this.write(machine, seq, epoch, this.o.budgetMs),
       leaderPassed: (seq, epoch) => this.onLeaderPassed(seq, epoch),
-      restore: (maxSeq) => this.restore(maxSeq)?.machine ?? null,
+      restore: (maxSeq) => {
+        const r = this.restore(maxSeq);
+        if (r !== null) this.verifyRestored(r.machine);
+        return r?.machine ?? null;
+      },
       needSnapshot: (base) => this.refill(base),
     };
   }

@@ -50,7 +50,7 @@ describe('snapshots of the hashed machine', () => {
     const b = loaded.machine;
     expect(b.stateHash).toBe(a.stateHash);
     expect(hashFromScratch(b.machine)).toBe(hashFromScratch(a.machine));
-    expect(await verifyInBackground(() => b, b.machine.accountIds())).toBeNull();
+    expect(await verifyInBackground(() => b, b.machine.accountIdIterator())).toBeNull();
     // Both answer the rest identically, and their hashes stay equal at every checkpoint.
     for (const [i, command] of commands.slice(2000).entries()) {
       const env = { seq: (2001 + i) as Seq, tsMs: 1_700_000_002_001 + i, command };
@@ -125,13 +125,13 @@ describe('snapshots of the hashed machine', () => {
     [rows[0]![3], rows[1]![3]] = [rows[1]![3], rows[0]![3]];
     const b = fromFrames(config, meta, frames, 'swapped');
     expect(b.stateHash).toBe(a.stateHash);
-    expect(await verifyInBackground(() => b, b.machine.accountIds())).toBe(rows[0]![0]);
+    expect(await verifyInBackground(() => b, b.machine.accountIdIterator())).toBe(rows[0]![0]);
     // A changed balance under its old digest: only the background check can see it, and does.
     const { frames: f2 } = readSnapshotFile(r.path);
     const altered = (f2[1] as { a: unknown[][] }).a[0]!;
     altered[1] = (altered[1] as number) + 1;
     const c = fromFrames(config, meta, f2, 'altered');
-    expect(await verifyInBackground(() => c, c.machine.accountIds())).toBe(altered[0]);
+    expect(await verifyInBackground(() => c, c.machine.accountIdIterator())).toBe(altered[0]);
     // A changed digest: the rebuilt hash differs from the footer's.
     const { frames: f3 } = readSnapshotFile(r.path);
     const row = (f3[1] as { a: unknown[][] }).a[0]!;
