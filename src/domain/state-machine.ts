@@ -218,8 +218,11 @@ export class StateMachine {
     assert(this.seqLast === seq, `state changed (seq ${seq} → ${this.seqLast}) during a snapshot export`);
   }
 
-  /** A machine holding exactly `snap` (from exportState, possibly of another node). */
-  static fromSnapshot(config: DomainConfig, snap: StateSnapshot): StateMachine {
+  /**
+   * A machine holding exactly `snap` (from exportState, possibly of another node). Accounts and
+   * orders may be any iterables (a snapshot file decodes them a frame at a time); orders by id.
+   */
+  static fromSnapshot(config: DomainConfig, snap: StateSnapshotParts): StateMachine {
     assert(snap.v === 1, `snapshot format ${String(snap.v)}, this build reads 1`);
     const m = new StateMachine(config);
     m.seqLast = snap.lastSeq;
@@ -746,6 +749,12 @@ export interface StateSnapshot {
   accounts: Array<{ id: AccountId; collateral: number; positions: Array<{ market: string; qty: number; costBasis: number; realizedPnl: number }> }>;
   orders: Array<{ orderId: OrderId; account: AccountId; market: string; side: Side; price: PriceTicks; qty: QtyLots; remaining: QtyLots; tif: TimeInForce; seq: Seq }>;
 }
+
+/** A StateSnapshot whose accounts and orders are any iterables (what fromSnapshot reads). */
+export type StateSnapshotParts = Omit<StateSnapshot, 'accounts' | 'orders'> & {
+  accounts: Iterable<StateSnapshot['accounts'][number]>;
+  orders: Iterable<StateSnapshot['orders'][number]>;
+};
 
 /** One step of StateMachine.exportParts: concatenated in order, they are a StateSnapshot. */
 export type SnapshotPart =

@@ -12,7 +12,7 @@ import { renameSync } from 'node:fs';
 import { assert } from '../domain/assert.js';
 import { StateMachine, type SnapshotPart, type StateSnapshot } from '../domain/state-machine.js';
 import type { DomainConfig } from '../domain/types.js';
-import { readSnapshotFile, SnapshotCorruptError, type SnapshotInfo, type SnapshotMeta, type SnapshotStore } from '../log/snapshot-file.js';
+import { frames, readSnapshotFile, SnapshotCorruptError, type SnapshotInfo, type SnapshotMeta, type SnapshotStore } from '../log/snapshot-file.js';
 import { HashedMachine } from './hashed-machine.js';
 
 /** Accounts or orders per frame. */
@@ -109,36 +109,58 @@ function encodePart(p: SnapshotPart, hm: HashedMachine): unknown {
   return { o: p.orders.map((o): OrderRow => [o.orderId, o.account, o.market, o.side, o.price, o.qty, o.remaining, o.tif, o.seq]) };
 }
 
-/** Rebuilds a hashed machine from a snapshot's frames; SnapshotCorruptError if they do not hold together. */
-export function fromFrames(domain: DomainConfig, meta: SnapshotMeta, frames: unknown[], what: string): HashedMachine {
+/** The 32 bytes of a stored digest as the bigint the state hash sums. */
+function digestOf(b: Uint8Array, what: () => string): bigint {
+  if (!(b instanceof Uint8Array) || b.length !== 32) throw new SnapshotCorruptError(`${what()}: a digest is not 32 bytes`);
+  const v = Buffer.from(b.buffer, b.byteOffset, 32);
+  return (v.readBigUInt64BE(0) << 192n) | (v.readBigUInt64BE(8) << 128n) | (v.readBigUInt64BE(16) << 64n) | v.readBigUInt64BE(24);
+}
+
+/**
+ * Rebuilds a hashed machine from a snapshot's frames (decoded one at a time: nothing but the
+ * machine itself stays alive for a million accounts); SnapshotCorruptError if they do not hold together.
+ */
+export function fromFrames(domain: DomainConfig, meta: SnapshotMeta, frames: Iterable<unknown>, what: string): HashedMachine {
   const bad = (why: string) => new SnapshotCorruptError(`${what}: ${why}`);
-  const first = frames[0] as { g?: Omit<Extract<SnapshotPart, { kind: 'globals' }>, 'kind'> } | undefined;
+  const it = frames[Symbol.iterator]();
+  const first = it.next().value as { g?: Omit<Extract<SnapshotPart, { kind: 'globals' }>, 'kind'> } | undefined;
   const g = first?.g;
   if (g === undefined || g.v !== 1 || g.lastSeq !== meta.seq) throw bad('first frame is not the globals of this seq');
-  const snap: StateSnapshot = { v: 1, lastSeq: g.lastSeq, netDeposits: g.netDeposits, marks: g.marks, openInterest: g.openInterest, accounts: [], orders: [] };
   const digests: Array<[string, bigint]> = [];
-  for (const f of frames.slice(1)) {
-    const frame = f as { a?: AccountRow[]; o?: OrderRow[] };
-    if (Array.isArray(frame.a)) {
+  let pending: { a?: AccountRow[]; o?: OrderRow[] } | undefined;
+  let accounts = 0;
+  let orders = 0;
+  function* accountRows(): Generator<StateSnapshot['accounts'][number]> {
+    for (let n = it.next(); n.done !== true; n = it.next()) {
+      const frame = n.value as { a?: AccountRow[]; o?: OrderRow[] };
+      if (!Array.isArray(frame.a)) {
+        pending = frame;
+        return;
+      }
       for (const [id, collateral, positions, digest] of frame.a) {
-        snap.accounts.push({ id, collateral, positions: positions.map(([market, qty, costBasis, realizedPnl]) => ({ market, qty, costBasis, realizedPnl })) });
-        digests.push([id, BigInt(`0x${Buffer.from(digest).toString('hex')}`)]);
+        accounts += 1;
+        digests.push([id, digestOf(digest, () => what)]);
+        yield { id, collateral, positions: positions.map(([market, qty, costBasis, realizedPnl]) => ({ market, qty, costBasis, realizedPnl })) };
       }
-    } else if (Array.isArray(frame.o)) {
-      for (const [orderId, account, market, side, price, qty, remaining, tif, seq] of frame.o) {
-        snap.orders.push({ orderId, account, market, side, price, qty, remaining, tif, seq } as StateSnapshot['orders'][number]);
-      }
-    } else {
-      throw bad('a frame is neither accounts nor orders');
     }
   }
-  if (snap.accounts.length !== g.accounts || snap.orders.length !== g.orders) throw bad('account or order count differs from the globals');
+  function* orderRows(): Generator<StateSnapshot['orders'][number]> {
+    for (let frame = pending ?? (it.next().value as typeof pending); frame !== undefined; frame = it.next().value as typeof pending) {
+      if (!Array.isArray(frame.o)) throw bad('a frame is neither accounts nor orders (or accounts after orders)');
+      for (const [orderId, account, market, side, price, qty, remaining, tif, seq] of frame.o) {
+        orders += 1;
+        yield { orderId, account, market, side, price, qty, remaining, tif, seq } as StateSnapshot['orders'][number];
+      }
+    }
+  }
   let machine: StateMachine;
   try {
-    machine = StateMachine.fromSnapshot(domain, snap);
+    machine = StateMachine.fromSnapshot(domain, { v: 1, lastSeq: g.lastSeq, netDeposits: g.netDeposits, marks: g.marks, openInterest: g.openInterest, accounts: accountRows(), orders: orderRows() });
   } catch (err) {
+    if (err instanceof SnapshotCorruptError) throw err;
     throw bad(`state does not rebuild: ${(err as Error).message}`);
   }
+  if (accounts !== g.accounts || orders !== g.orders) throw bad('account or order count differs from the globals');
   const hm = new HashedMachine(domain, { machine, digests });
   if (hm.stateHash !== meta.stateHash) throw bad(`rebuilt state hash ${hm.stateHash.slice(0, 12)}… differs from the footer's ${meta.stateHash.slice(0, 12)}…`);
   return hm;
@@ -159,10 +181,11 @@ export interface Loaded {
 export function loadNewest(domain: DomainConfig, store: SnapshotStore, accept: (meta: SnapshotMeta) => boolean, onCorrupt?: (path: string, why: string) => void): Loaded | null {
   for (const f of store.list()) {
     try {
-      const { meta, frames, bytes } = readSnapshotFile(f.path);
+      const parsed = readSnapshotFile(f.path);
+      const { meta, bytes } = parsed;
       if (meta.seq !== f.seq) throw new SnapshotCorruptError(`${f.path}: footer seq ${meta.seq} differs from its name`);
       if (!accept(meta)) continue;
-      return { machine: fromFrames(domain, meta, frames, f.path), meta, path: f.path, bytes };
+      return { machine: fromFrames(domain, meta, frames(parsed, f.path), f.path), meta, path: f.path, bytes };
     } catch (err) {
       if (!(err instanceof SnapshotCorruptError)) throw err;
       onCorrupt?.(f.path, err.message);

@@ -143,8 +143,28 @@ function syncDir(dir: string): void {
   }
 }
 
-/** Reads and checks a whole snapshot file: its footer and frames, or SnapshotCorruptError. */
-export function readSnapshotFile(path: string): { meta: SnapshotMeta; frames: unknown[]; bytes: number } {
+/** A checked snapshot: its footer, and its frames still encoded (decode them one at a time: frames()). */
+export interface ParsedSnapshot {
+  meta: SnapshotMeta;
+  frameBytes: Buffer[];
+  bytes: number;
+}
+
+/** Decodes a snapshot's frames lazily, one per step (a million accounts never sit decoded at once). */
+export function* frames(p: Pick<ParsedSnapshot, 'frameBytes'>, what = 'snapshot'): Generator<unknown> {
+  for (const [i, b] of p.frameBytes.entries()) {
+    let v: unknown;
+    try {
+      v = packr.unpack(b);
+    } catch {
+      throw new SnapshotCorruptError(`${what}: frame ${i} undecodable`);
+    }
+    yield v;
+  }
+}
+
+/** Reads and checks a whole snapshot file: its footer and frame boundaries, or SnapshotCorruptError. */
+export function readSnapshotFile(path: string): ParsedSnapshot {
   let buf: Buffer;
   try {
     buf = readFileSync(path);
@@ -155,7 +175,7 @@ export function readSnapshotFile(path: string): { meta: SnapshotMeta; frames: un
 }
 
 /** Checks and splits the bytes of a snapshot file (from disk, or received from a peer). */
-export function parseSnapshot(buf: Buffer, what: string): { meta: SnapshotMeta; frames: unknown[]; bytes: number } {
+export function parseSnapshot(buf: Buffer, what: string): ParsedSnapshot {
   const bad = (why: string) => new SnapshotCorruptError(`${what}: ${why}`);
   if (buf.length < MAGIC.length + 4 + END.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) throw bad('not a snapshot file');
   if (!buf.subarray(buf.length - END.length).equals(END)) throw bad('no end marker (torn write)');
@@ -174,26 +194,22 @@ export function parseSnapshot(buf: Buffer, what: string): { meta: SnapshotMeta; 
   const epoch = num('epoch');
   const accounts = num('accounts');
   const orders = num('orders');
-  const frames = num('frames');
+  const frameCount = num('frames');
   const createdMs = num('createdMs');
-  if (seq === null || epoch === null || accounts === null || orders === null || frames === null || createdMs === null) throw bad('footer fields missing');
+  if (seq === null || epoch === null || accounts === null || orders === null || frameCount === null || createdMs === null) throw bad('footer fields missing');
   if (typeof footer['stateHash'] !== 'string' || typeof footer['sha256'] !== 'string') throw bad('footer hashes missing');
   if (createHash('sha256').update(buf.subarray(0, footerAt)).digest('hex') !== footer['sha256']) throw bad('checksum mismatch (altered or torn)');
-  const out: unknown[] = [];
+  const out: Buffer[] = [];
   let at = MAGIC.length;
   while (at < footerAt) {
     if (at + 4 > footerAt) throw bad('frame header past the footer');
     const len = buf.readUInt32LE(at);
     if (len > MAX_FRAME || at + 4 + len > footerAt) throw bad('frame length out of range');
-    try {
-      out.push(packr.unpack(buf.subarray(at + 4, at + 4 + len)));
-    } catch {
-      throw bad(`frame ${out.length} undecodable`);
-    }
+    out.push(buf.subarray(at + 4, at + 4 + len));
     at += 4 + len;
   }
-  if (out.length !== frames) throw bad(`${out.length} frames, footer says ${frames}`);
-  return { meta: { seq, epoch, stateHash: footer['stateHash'], accounts, orders, createdMs }, frames: out, bytes: buf.length };
+  if (out.length !== frameCount) throw bad(`${out.length} frames, footer says ${frameCount}`);
+  return { meta: { seq, epoch, stateHash: footer['stateHash'], accounts, orders, createdMs }, frameBytes: out, bytes: buf.length };
 }
 
 /** Bytes of the end kept back from the running checksum until the footer's position is known. */

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { DomainConfig } from '../domain/types.js';
 import type { CommandLog } from '../log/command-log.js';
-import { readSnapshotFile, SnapshotStore, type SnapshotInfo, type SnapshotMeta } from '../log/snapshot-file.js';
+import { frames, readSnapshotFile, SnapshotStore, type SnapshotInfo, type SnapshotMeta } from '../log/snapshot-file.js';
 import { renameSync } from 'node:fs';
 import { fromFrames, loadNewest, take, verifyInBackground } from '../engine/snapshot.js';
 import type { HashedMachine } from '../engine/hashed-machine.js';
@@ -168,13 +168,14 @@ export class NodeSnapshots {
       const info = have ? { path: this.store.path(o.seq) } : await this.fetchInto(`${o.url}/v1/cluster/snapshots/${o.seq}`, o.seq);
       if (info === null) continue;
       // A node being refilled serves nothing yet: reading and rebuilding in one go is fine here.
-      const { meta, frames, bytes } = readSnapshotFile(info.path);
+      const parsed = readSnapshotFile(info.path);
+      const { meta, bytes } = parsed;
       if (meta.seq !== o.seq || !this.agrees(meta, limit)) {
         if (!have) renameSync(info.path, `${info.path}.corrupt`);
         this.fail(`snapshot ${o.seq} from ${o.peer} does not match this node's log`);
         continue;
       }
-      const machine = fromFrames(this.o.domain, meta, frames, `snapshot ${o.seq} from ${o.peer}`);
+      const machine = fromFrames(this.o.domain, meta, frames(parsed), `snapshot ${o.seq} from ${o.peer}`);
       this.store.prune();
       this.o.install(machine);
       this.stats.fetched += 1;
