@@ -16,6 +16,7 @@ import { MemoryCommandLog } from '../../src/log/memory-log.js';
 import { StorageError, type HardState, type LogBase } from '../../src/log/command-log.js';
 import { StateMachine, type StateSnapshot } from '../../src/domain/state-machine.js';
 import { HashedMachine } from '../../src/engine/hashed-machine.js';
+import { putDigest } from '../../src/engine/state-hash.js';
 import type { SnapshotHooks } from '../../src/replication/replicated-machine.js';
 
 export interface SimOptions {
@@ -299,7 +300,9 @@ export class Simulator {
   }
 
   private machineOf(s: SimSnap): HashedMachine {
-    return new HashedMachine(SIM_DOMAIN, { machine: StateMachine.fromSnapshot(SIM_DOMAIN, structuredClone(s.state)), digests: s.digests });
+    const digests = Buffer.alloc(32 * s.digests.length);
+    s.digests.forEach(([, d], i) => putDigest(d, digests, 32 * i));
+    return new HashedMachine(SIM_DOMAIN, { machine: StateMachine.fromSnapshot(SIM_DOMAIN, structuredClone(s.state)), ids: s.digests.map(([id]) => id), digests });
   }
 
   /** The newest snapshot of `node` at or below maxSeq that its log agrees with, as a machine. */

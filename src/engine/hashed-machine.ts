@@ -24,7 +24,7 @@ export class HashedMachine {
   /** The account views the last flush built (fresh objects, never mutated): publishing reuses them. */
   private flushed = new Map<string, AccountView>();
 
-  constructor(domain: DomainConfig, restored?: { machine: StateMachine; digests: Iterable<[string, bigint]> }) {
+  constructor(domain: DomainConfig, restored?: { machine: StateMachine; ids: readonly string[]; digests: Uint8Array }) {
     if (restored === undefined) {
       this.machine = new StateMachine(domain);
       // Reference prices are marks from the start: part of the state before any command.
@@ -35,7 +35,7 @@ export class HashedMachine {
     // From a snapshot: the accounts' digests come with it (re-hashing a million accounts would cost
     // seconds); the small rest is hashed here.
     this.machine = restored.machine;
-    for (const [id, d] of restored.digests) this.hasher.seed(id, d);
+    this.hasher.seedAll(restored.ids, restored.digests);
     this.hasher.recordMarkets(this.machine, this.machine.marketSymbols());
     this.hashedDeposits = this.machine.totalDeposits;
     if (this.hashedDeposits !== 0) this.hasher.record('#deposits', this.hashedDeposits);

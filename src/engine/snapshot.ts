@@ -14,11 +14,12 @@ import { StateMachine, type SnapshotPart, type StateSnapshot } from '../domain/s
 import type { DomainConfig } from '../domain/types.js';
 import { frames, readSnapshotFile, SnapshotCorruptError, type SnapshotInfo, type SnapshotMeta, type SnapshotStore } from '../log/snapshot-file.js';
 import { HashedMachine } from './hashed-machine.js';
+import { putDigest } from './state-hash.js';
 
 /** Accounts or orders per frame. */
 const PART_SIZE = 4096;
 
-type AccountRow = [id: string, collateral: number, positions: Array<[market: string, qty: number, costBasis: number, realizedPnl: number]>, digest: Uint8Array];
+type AccountRow = [id: string, collateral: number, positions: Array<[market: string, qty: number, costBasis: number, realizedPnl: number]>];
 type OrderRow = [orderId: number, account: string, market: string, side: string, price: number, qty: number, remaining: number, tif: string, seq: number];
 
 export interface TakeOptions {
@@ -37,10 +38,6 @@ export interface TakeResult extends SnapshotInfo {
   /** The longest single turn of work (ms): what the export added to event-loop latency. */
   longestTurnMs: number;
   turns: number;
-}
-
-function digestBytes(d: bigint): Uint8Array {
-  return Buffer.from(d.toString(16).padStart(64, '0'), 'hex');
 }
 
 /**
@@ -98,22 +95,16 @@ function encodePart(p: SnapshotPart, hm: HashedMachine): unknown {
     return { g };
   }
   if (p.kind === 'accounts') {
-    return {
-      a: p.accounts.map((a): AccountRow => {
-        const d = hm.digestOf(a.id);
-        assert(d !== undefined, `account ${a.id} has no digest in the state hash`);
-        return [a.id, a.collateral, a.positions.map((x) => [x.market, x.qty, x.costBasis, x.realizedPnl]), digestBytes(d)];
-      }),
-    };
+    // The accounts' digests in the state hash, 32 bytes each, in one blob per frame.
+    const d = Buffer.allocUnsafe(32 * p.accounts.length);
+    p.accounts.forEach((a, i) => {
+      const digest = hm.digestOf(a.id);
+      assert(digest !== undefined, `account ${a.id} has no digest in the state hash`);
+      putDigest(digest, d, 32 * i);
+    });
+    return { a: p.accounts.map((a): AccountRow => [a.id, a.collateral, a.positions.map((x) => [x.market, x.qty, x.costBasis, x.realizedPnl])]), d };
   }
   return { o: p.orders.map((o): OrderRow => [o.orderId, o.account, o.market, o.side, o.price, o.qty, o.remaining, o.tif, o.seq]) };
-}
-
-/** The 32 bytes of a stored digest as the bigint the state hash sums. */
-function digestOf(b: Uint8Array, what: () => string): bigint {
-  if (!(b instanceof Uint8Array) || b.length !== 32) throw new SnapshotCorruptError(`${what()}: a digest is not 32 bytes`);
-  const v = Buffer.from(b.buffer, b.byteOffset, 32);
-  return (v.readBigUInt64BE(0) << 192n) | (v.readBigUInt64BE(8) << 128n) | (v.readBigUInt64BE(16) << 64n) | v.readBigUInt64BE(24);
 }
 
 /**
@@ -125,21 +116,25 @@ export function fromFrames(domain: DomainConfig, meta: SnapshotMeta, frames: Ite
   const it = frames[Symbol.iterator]();
   const first = it.next().value as { g?: Omit<Extract<SnapshotPart, { kind: 'globals' }>, 'kind'> } | undefined;
   const g = first?.g;
-  if (g === undefined || g.v !== 1 || g.lastSeq !== meta.seq) throw bad('first frame is not the globals of this seq');
-  const digests: Array<[string, bigint]> = [];
-  let pending: { a?: AccountRow[]; o?: OrderRow[] } | undefined;
-  let accounts = 0;
+  if (g === undefined || g.v !== 1 || g.lastSeq !== meta.seq || !Number.isSafeInteger(g.accounts) || g.accounts < 0 || g.accounts !== meta.accounts) {
+    throw bad('first frame is not the globals of this seq');
+  }
+  // Every account's digest, in order, in one buffer (the hasher keeps indexes into it).
+  const ids: string[] = [];
+  const digests = Buffer.alloc(32 * g.accounts);
+  let pending: { a?: AccountRow[]; d?: Uint8Array; o?: OrderRow[] } | undefined;
   let orders = 0;
   function* accountRows(): Generator<StateSnapshot['accounts'][number]> {
     for (let n = it.next(); n.done !== true; n = it.next()) {
-      const frame = n.value as { a?: AccountRow[]; o?: OrderRow[] };
+      const frame = n.value as { a?: AccountRow[]; d?: Uint8Array; o?: OrderRow[] };
       if (!Array.isArray(frame.a)) {
         pending = frame;
         return;
       }
-      for (const [id, collateral, positions, digest] of frame.a) {
-        accounts += 1;
-        digests.push([id, digestOf(digest, () => what)]);
+      if (!(frame.d instanceof Uint8Array) || frame.d.length !== 32 * frame.a.length || ids.length + frame.a.length > g!.accounts) throw bad('an account frame\'s digests do not match its accounts');
+      digests.set(frame.d, 32 * ids.length);
+      for (const [id, collateral, positions] of frame.a) {
+        ids.push(id);
         yield { id, collateral, positions: positions.map(([market, qty, costBasis, realizedPnl]) => ({ market, qty, costBasis, realizedPnl })) };
       }
     }
@@ -160,8 +155,8 @@ export function fromFrames(domain: DomainConfig, meta: SnapshotMeta, frames: Ite
     if (err instanceof SnapshotCorruptError) throw err;
     throw bad(`state does not rebuild: ${(err as Error).message}`);
   }
-  if (accounts !== g.accounts || orders !== g.orders) throw bad('account or order count differs from the globals');
-  const hm = new HashedMachine(domain, { machine, digests });
+  if (ids.length !== g.accounts || orders !== g.orders) throw bad('account or order count differs from the globals');
+  const hm = new HashedMachine(domain, { machine, ids, digests });
   if (hm.stateHash !== meta.stateHash) throw bad(`rebuilt state hash ${hm.stateHash.slice(0, 12)}… differs from the footer's ${meta.stateHash.slice(0, 12)}…`);
   return hm;
 }

@@ -15,8 +15,29 @@ function digest(text: string): bigint {
   return BigInt('0x' + createHash('sha256').update(text).digest('hex'));
 }
 
+/** Writes a digest as 32 big-endian bytes at `at` in `out` (what a snapshot stores). */
+export function putDigest(d: bigint, out: Buffer, at: number): void {
+  const mask = (1n << 64n) - 1n;
+  out.writeBigUInt64BE((d >> 192n) & mask, at);
+  out.writeBigUInt64BE((d >> 128n) & mask, at + 8);
+  out.writeBigUInt64BE((d >> 64n) & mask, at + 16);
+  out.writeBigUInt64BE(d & mask, at + 24);
+}
+
+/** A 32-byte big-endian digest at `at` in `b`, as a bigint. */
+function digestAt(b: Uint8Array, at: number): bigint {
+  const v = Buffer.from(b.buffer, b.byteOffset + at, 32);
+  return (v.readBigUInt64BE(0) << 192n) | (v.readBigUInt64BE(8) << 128n) | (v.readBigUInt64BE(16) << 64n) | v.readBigUInt64BE(24);
+}
+
 export class StateHasher {
-  private readonly perAccount = new Map<string, bigint>();
+  /**
+   * Each key's digest: a bigint, or (seeded from a snapshot and not touched since) its index in
+   * `seeded` — a million restored accounts then cost one buffer and small integers, not a million
+   * bigints; an index becomes a bigint when its account is read or touched.
+   */
+  private readonly perAccount = new Map<string, bigint | number>();
+  private seeded: Uint8Array = new Uint8Array(0);
   private sum = 0n;
 
   /** Records the current view of an account (call for every touched account). */
@@ -34,19 +55,38 @@ export class StateHasher {
 
   /** The digest recorded for `key` (an account id), as a snapshot stores it. */
   digestOf(key: string): bigint | undefined {
-    return this.perAccount.get(key);
+    const d = this.perAccount.get(key);
+    return typeof d === 'number' ? digestAt(this.seeded, d * 32) : d;
   }
 
   /**
-   * Records a digest computed elsewhere (a snapshot's, for an account not recorded yet): a restart
-   * need not re-hash every account. The digests are verified against the state in the background
-   * (HashedMachine.verifyDigests); a wrong one halts the node.
+   * Records digests computed elsewhere (a snapshot's, for accounts not recorded yet): `ids[i]`'s
+   * digest is bytes 32i..32i+32 of `digests` (big-endian). A restart need not re-hash every
+   * account; the digests are checked against the state in the background
+   * (HashedMachine.firstWrongDigest), and a wrong one halts the node. Once, on a fresh hasher.
    */
-  seed(key: string, digest: bigint): void {
-    assert(!this.perAccount.has(key), `state hash: ${key} seeded twice`);
-    assert(digest > 0n && digest < MOD, `state hash: digest of ${key} out of range`);
-    this.perAccount.set(key, digest);
-    this.sum = (this.sum + digest) % MOD;
+  seedAll(ids: readonly string[], digests: Uint8Array): void {
+    assert(this.perAccount.size === 0 && this.seeded.length === 0, 'state hash: seeded twice');
+    assert(digests.length === ids.length * 32, `state hash: ${ids.length} ids but ${digests.length} digest bytes`);
+    this.seeded = digests;
+    // Σ digests without a bigint per account: sum each 32-bit limb as a double (a million limbs of
+    // < 2^32 stay below 2^53, exact), then carry once.
+    // Folded into a bigint every 2^20 ids, so any number of ids stays exact.
+    const limbs = new Float64Array(8);
+    const view = new DataView(digests.buffer, digests.byteOffset, digests.byteLength);
+    let total = 0n;
+    const fold = () => {
+      for (let l = 0; l < 8; l++) total += BigInt(limbs[l]!) << BigInt(32 * (7 - l));
+      limbs.fill(0);
+    };
+    for (let i = 0; i < ids.length; i++) {
+      this.perAccount.set(ids[i]!, i);
+      for (let l = 0; l < 8; l++) limbs[l]! += view.getUint32(i * 32 + l * 4);
+      if ((i & 0xfffff) === 0xfffff) fold();
+    }
+    fold();
+    assert(this.perAccount.size === ids.length, 'state hash: an id seeded twice');
+    this.sum = total % MOD;
   }
 
   /** The digest `key` would have with this canonical text (what update/record store). */
@@ -56,7 +96,7 @@ export class StateHasher {
 
   private recordText(key: string, canonical: string | undefined): void {
     const next = canonical === undefined ? 0n : StateHasher.digestOfText(key, canonical);
-    const prev = this.perAccount.get(key) ?? 0n;
+    const prev = this.digestOf(key) ?? 0n;
     this.sum = (((this.sum - prev + next) % MOD) + MOD) % MOD;
     if (canonical === undefined) this.perAccount.delete(key);
     else this.perAccount.set(key, next);

@@ -15,7 +15,8 @@ import { assert } from '../domain/assert.js';
 
 const MAGIC = Buffer.from('SMSNAP01');
 const END = Buffer.from('SMSNEND1');
-const FORMAT = 1;
+/** 2: account digests in one blob per frame. */
+const FORMAT = 2;
 /** A frame larger than this is corruption, not data (a writer's frames are a few MB at most). */
 const MAX_FRAME = 256 * 1024 * 1024;
 // Plain arrays and maps, as in the log: the bytes do not depend on a packer's state.
