@@ -94,11 +94,6 @@ export class ReplicatedMachine implements SequencerTarget {
     if (last > o.storage.base().seq) this.lastTsMs = o.storage.entries(last, last)[0]!.tsMs;
   }
 
-  /** A follower is writing a snapshot (its apply is paused until it finishes). */
-  get snapshotInProgress(): boolean {
-    return this.snapshotting;
-  }
-
   /** The machine can be brought up to the log (it is not behind the log's base): it may lead. */
   get mayLead(): boolean {
     return this.machine.lastSeq >= this.o.storage.base().seq;
@@ -177,6 +172,8 @@ export class ReplicatedMachine implements SequencerTarget {
       this.epochStartSeq = 0;
       const lost = new LeadershipLostError(`no longer the leader (now ${role} in epoch ${epoch}) before the write committed: its outcome is unknown, retry with the same clientId`);
       for (const w of this.waiters.splice(0)) w.reject(lost);
+      // Positions not committed under this leadership: the next leader fetches its own.
+      this.leaderPositions = [];
       // Applied entries beyond the commit index may be truncated by the next leader.
       if (this.machine.lastSeq > this.raft.commit) this.rebuild(this.raft.commit);
     }
