@@ -51,8 +51,12 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   readonly raft: RaftNode<LogEntry>;
   readonly replicated: ReplicatedMachine;
   readonly transport: ClusterTransport;
-  /** Snapshot files, writing and fetching them (null: core.snapshots.everyEntries is 0). */
-  readonly snapshots: NodeSnapshots | null;
+  /**
+   * Snapshot files: writing them at positions (none when core.snapshots.everyEntries is 0), and
+   * always restoring from and refilling with them — a log trimmed while snapshots were on still
+   * needs them after they are turned off.
+   */
+  readonly snapshots: NodeSnapshots;
   server!: RunningServer;
   /** Order-entry sessions (WS /v1/session), served while this node leads. */
   sessions: OrderSessionServer | null = null;
@@ -88,28 +92,25 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     const logger = opts.logger;
     const log = (level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}) => logger?.[level](fields, msg);
     const snap = config.core.snapshots;
-    this.snapshots =
-      snap.everyEntries > 0
-        ? new NodeSnapshots({
-            dir: join(opts.dataDir ?? me.dataDir, 'snapshots'),
-            domain: config.domain,
-            log: this.log,
-            every: snap.everyEntries,
-            keep: snap.keep,
-            budgetMs: snap.budgetMs,
-            peers: () => this.peerUrls,
-            clusterSecret: config.replication.clusterSecret,
-            currentMachine: () => this.replicated.machine,
-            install: (machine) => this.guarded(() => this.replicated.installSnapshot(machine)),
-            commit: () => this.raft.commit,
-            retention: config.core.retention,
-            halt: (why) => this.raft.halt(why),
-            closed: () => this.closed,
-            ...(logger ? { logger } : {}),
-          })
-        : null;
+    this.snapshots = new NodeSnapshots({
+      dir: join(opts.dataDir ?? me.dataDir, 'snapshots'),
+      domain: config.domain,
+      log: this.log,
+      every: snap.everyEntries,
+      keep: snap.keep,
+      budgetMs: snap.budgetMs,
+      peers: () => this.peerUrls,
+      clusterSecret: config.replication.clusterSecret,
+      currentMachine: () => this.replicated.machine,
+      install: (machine) => this.guarded(() => this.replicated.installSnapshot(machine)),
+      commit: () => this.raft.commit,
+      retention: config.core.retention,
+      halt: (why) => this.raft.halt(why),
+      closed: () => this.closed,
+      ...(logger ? { logger } : {}),
+    });
     // Restart = the newest valid snapshot + the log after it (applied as commits are learned).
-    const restored = this.snapshots?.restore() ?? null;
+    const restored = this.snapshots.restore();
     this.replicated = new ReplicatedMachine({
       domain: config.domain,
       storage: this.log,
@@ -118,7 +119,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       onReady: () => this.onReady(),
       defer: (fn) => setImmediate(() => this.guarded(fn)),
       ...(restored ? { initial: restored.machine } : {}),
-      ...(this.snapshots ? { snapshots: this.snapshots.hooks() } : {}),
+      snapshots: this.snapshots.hooks(),
     });
     const { replication } = config;
     this.transport = new ClusterTransport({
@@ -151,7 +152,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       onReset: (base) => this.replicated.onReset(base),
     });
     this.replicated.attach(this.raft);
-    if (restored) this.snapshots!.verifyRestored(restored.machine);
+    if (restored) this.snapshots.verifyRestored(restored.machine);
   }
 
   get role(): CoreRole {
@@ -198,7 +199,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
         peers: raft.peerStatus().map((p) => ({ ...p, lag: this.log.lastSeq() - p.match })),
       },
       links: this.transport.status(),
-      snapshots: this.snapshots?.status() ?? null,
+      snapshots: this.snapshots.status(),
       /** Leader only: Yjs generation rebuilds (compactions), built a slice per event-loop turn. */
       compactions: core?.compactions ?? null,
       sessions: { open: this.sessions?.open ?? 0, ...this.sessions?.stats },
@@ -260,7 +261,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       maxCommandsPerRequest: config.core.maxCommandsPerRequest,
       readLimits: config.readNode,
       secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
-      snapshots: () => this.snapshots?.store ?? null,
+      snapshots: () => this.snapshots.store,
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
     });
     this.sessions = new OrderSessionServer({
