@@ -30,10 +30,10 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, timeo
   }
 }
 
-async function startCluster(dir: string, names = ['core-a', 'core-b', 'core-c']): Promise<Map<string, CoreNode>> {
+async function startCluster(dir: string, cfg: Config = config): Promise<Map<string, CoreNode>> {
   const nodes = new Map<string, CoreNode>();
-  for (const name of names) {
-    const node = new CoreNode(config, { nodeName: name, port: 0, dataDir: join(dir, name) });
+  for (const name of ['core-a', 'core-b', 'core-c']) {
+    const node = new CoreNode(cfg, { nodeName: name, port: 0, dataDir: join(dir, name) });
     await node.listen();
     nodes.set(name, node);
   }
@@ -83,12 +83,7 @@ describe('a long log', () => {
     }
     log.close();
     for (const n of ['core-a', 'core-b', 'core-c']) cpSync(seedDir, join(dir, n), { recursive: true });
-    const nodes = new Map<string, CoreNode>();
-    for (const name of ['core-a', 'core-b', 'core-c']) {
-      const node = new CoreNode(cfg, { nodeName: name, port: 0, dataDir: join(dir, name) });
-      await node.listen();
-      nodes.set(name, node);
-    }
+    const nodes = await startCluster(dir, cfg);
     cleanups.push(async () => {
       for (const n of nodes.values()) await n.close();
     });
@@ -108,12 +103,7 @@ describe('snapshots in a 3-node core', () => {
     const cfg: Config = { ...config, core: { ...config.core, idempotencyWindow: 1000, snapshots: { everyEntries: 200, keep: 2, budgetMs: 1 }, retention: 'archive' } };
     const dir = tempDir('sm-snap-e2e-');
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const nodes = new Map<string, CoreNode>();
-    for (const name of ['core-a', 'core-b', 'core-c']) {
-      const node = new CoreNode(cfg, { nodeName: name, port: 0, dataDir: join(dir, name) });
-      await node.listen();
-      nodes.set(name, node);
-    }
+    const nodes = await startCluster(dir, cfg);
     cleanups.push(async () => {
       for (const n of nodes.values()) await n.close();
     });
