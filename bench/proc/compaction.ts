@@ -68,6 +68,7 @@ console.log(JSON.stringify({
   buildMs: core.compactions.lastMs,
   buildTurns: core.compactions.lastTurns,
   longestTurnMs: core.compactions.longestTurnMs,
+  finishMs: core.compactions.finishMs,
   maxEventLoopDelayMs: h.max / 1e6,
   ackP99Ms: acks[Math.floor(acks.length * 0.99)] ?? null,
   acksDuringBuild: acks.length,

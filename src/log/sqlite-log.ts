@@ -299,7 +299,12 @@ export class SqliteCommandLog implements CommandLog {
     onDisk('log truncate', () => this.truncateTx(seq, keep));
     const removed = this.last - seq;
     this.decoded = null;
-    this.clientIds.truncateAfter(seq, (from, to) => this.entries(from, to));
+    // The ids the truncated entries pushed out of the window come back, as far as the log still
+    // holds them (retention may have dropped the oldest: those stay forgotten).
+    this.clientIds.truncateAfter(seq, (from, to) => {
+      const lo = Math.max(from, this.baseAt.seq + 1);
+      return lo > to ? [] : this.entries(lo, to);
+    });
     this.last = seq;
     this.lastEpoch = seq === this.baseAt.seq ? this.baseAt.epoch : this.entryAt(seq)!.epoch;
     if (seq + 1 < this.tailFrom) {

@@ -89,7 +89,7 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
   private building: { pub: Publisher; ids: Iterator<string>; done: boolean; startedMs: number; turns: number; longestTurnMs: number } | null = null;
   private stopped = false;
   /** The last compactions: how long each took and the longest slice of work it put on the event loop. */
-  readonly compactions = { count: 0, lastMs: 0, lastTurns: 0, longestTurnMs: 0 };
+  readonly compactions = { count: 0, lastMs: 0, lastTurns: 0, longestTurnMs: 0, finishMs: 0 };
 
   constructor(readonly opts: CoreOptions) {
     super();
@@ -225,7 +225,9 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
     assert(this.hashed.lastSeq === this.committedSeq, `compaction finishing with the machine at ${this.hashed.lastSeq}, committed ${this.committedSeq}`);
     const t0 = performance.now();
     b.pub.finishBuild(this.hash, tsMs, this.epoch);
-    b.longestTurnMs = Math.max(b.longestTurnMs, performance.now() - t0);
+    const finishMs = performance.now() - t0;
+    b.longestTurnMs = Math.max(b.longestTurnMs, finishMs);
+    this.compactions.finishMs = Math.round(finishMs * 10) / 10;
     this.building = null;
     const old = this.pub;
     this.pub = b.pub;

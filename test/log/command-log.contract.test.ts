@@ -232,6 +232,19 @@ describe('SqliteCommandLog', () => {
     archive.close();
   });
 
+  it('truncating an uncommitted tail after retention dropped the window\'s oldest entries keeps the log usable', () => {
+    const log = new SqliteCommandLog(join(tempDir(), 'log.db'), { idempotencyWindow: 1000 });
+    for (let s = 1; s <= 3000; s += 100) log.append(Array.from({ length: 100 }, (_, i) => entry(s + i)));
+    // Retention at last − window, with a tail beyond the commit that a new leader then truncates.
+    expect(log.dropThrough(2000)).toBe(2000);
+    expect(log.truncateAfter(2950)).toBe(50);
+    expect(log.findByClientId('c2950')?.seq).toBe(2950);
+    expect(log.findByClientId('c2001')?.seq).toBe(2001);
+    log.append([{ ...entry(2951), clientId: 'new-2951' }]);
+    expect(log.lastSeq()).toBe(2951);
+    log.close();
+  });
+
   it('a full disk is a StorageError that leaves the log and the hard state as they were', () => {
     const path = join(tempDir(), 'log.db');
     const log = new SqliteCommandLog(path);
