@@ -184,6 +184,15 @@ describe('snapshots in a 3-node core', () => {
     const bad = await fetch(`${leader.url}/v1/cluster/snapshots/${seq}`, { headers: { authorization: `Bearer ${config.replication.clusterSecret}`, range: 'bytes=0-5' } });
     expect(bad.status).toBe(416);
     expect((await bad.json()).error.code).toBe('range_not_satisfiable');
+    const peer = { authorization: `Bearer ${config.replication.clusterSecret}` };
+    for (const [path, status, code] of [['../log.db', 404, 'not_found'], ['12abc', 400, 'invalid_query'], ['999999', 404, 'not_found']] as const) {
+      const r = await fetch(`${leader.url}/v1/cluster/snapshots/${path}`, { headers: peer });
+      expect(r.status, path).toBe(status);
+      expect((await r.json()).error.code, path).toBe(code);
+    }
+    const list = await (await fetch(`${leader.url}/v1/cluster/snapshots`, { headers: peer })).json();
+    expect(list.snapshots.map((f: { seq: number }) => f.seq)).toEqual(fileSeqs(leader));
+    expect((await fetch(`${leader.url}/v1/cluster/snapshots`, { headers: { authorization: 'Bearer nope' } })).status).toBe(401);
 
     // Restart a follower with its newest snapshot corrupted: it takes the previous one.
     const name = follower.name;
