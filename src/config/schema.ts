@@ -142,6 +142,11 @@ export const ConfigSchema = z.strictObject({
     compactMaxOverhead: z.number().min(0.01).max(100).default(0.5),
     /** How long a compacted-away generation is still served and published (reader handover). */
     compactGraceMs: int(0, 600_000).default(15_000),
+    /**
+     * A new leader with more accounts than this writes its first generation a slice per event-loop
+     * turn (taking writes meanwhile; rooms and core reads wait) instead of in one go (docs/snapshots.md).
+     */
+    firstGenerationSyncMax: int(0, 100_000_000).default(20_000),
   }),
   readNode: z
     .strictObject({

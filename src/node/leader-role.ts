@@ -40,6 +40,7 @@ export class LeaderRole {
       maxBatch: config.core.maxBatch,
       maxQueue: config.core.maxQueue,
       maxInFlightBatches: config.core.maxInFlightBatches,
+      firstGenerationSyncMax: config.publish.firstGenerationSyncMax,
       log: opts.log,
       nodeName: opts.nodeName,
       replicated: opts.replicated,

@@ -30,7 +30,9 @@ export function testConfig(
       leverage: 10,
       limits: { maxOpenOrdersPerAccount: 50, maxPriceTicks: 10_000_000, maxQtyLots: 1_000_000, maxAmount: 1_000_000_000_000, maxAccounts: 100_000 },
     },
-    publish: { accountShards: 4, bookDepth: 20, tradesKept: 50, ...overrides.publish },
+    // firstGenerationSyncMax 0: every leader that takes over a non-empty state writes its first
+    // generation over many turns, so the failover tests cover that path too.
+    publish: { accountShards: 4, bookDepth: 20, tradesKept: 50, firstGenerationSyncMax: 0, ...overrides.publish },
     readNode: { minSeqWaitMsMax: 10_000, minSeqWaitMsDefault: 5_000, maxConnections: 256 },
     regions: [
       { name: 'near', port: 0, upstream: 'core' },
