@@ -17,6 +17,7 @@ import { StorageError, type HardState, type LogBase } from '../../src/log/comman
 import { StateMachine, type StateSnapshot } from '../../src/domain/state-machine.js';
 import { HashedMachine } from '../../src/engine/hashed-machine.js';
 import { putDigest } from '../../src/engine/state-hash.js';
+import { agreesWithLog } from '../../src/log/snapshot-file.js';
 import type { SnapshotHooks } from '../../src/replication/replicated-machine.js';
 
 export interface SimOptions {
@@ -291,14 +292,6 @@ export class Simulator {
 
   // ---- snapshots (snapshotEvery > 0) ----
 
-  /** The snapshot at `seq` agrees with the node's log (same entry, or the log's base). */
-  private agrees(node: SimNode, s: SimSnap): boolean {
-    const base = node.disk.base();
-    if (s.seq === base.seq && base.seq > 0) return s.epoch === base.epoch && (base.stateHash === '' || base.stateHash === s.stateHash);
-    const e = node.disk.entryAt(s.seq);
-    return e !== undefined && e.epoch === s.epoch && e.stateHash === s.stateHash;
-  }
-
   private machineOf(s: SimSnap): HashedMachine {
     const digests = Buffer.alloc(32 * s.digests.length);
     s.digests.forEach(([, d], i) => putDigest(d, digests, 32 * i));
@@ -310,7 +303,7 @@ export class Simulator {
     const seqs = [...node.disk.snaps.keys()].filter((q) => q <= maxSeq).sort((a, b) => b - a);
     for (const q of seqs) {
       const s = node.disk.snaps.get(q)!;
-      if (!this.agrees(node, s)) continue;
+      if (!agreesWithLog(node.disk, s)) continue;
       const m = this.machineOf(s);
       if (m.stateHash !== s.stateHash) this.fail(`${node.id}: snapshot ${q} rebuilds to another state hash`);
       this.count('restoredFromSnapshot');
@@ -351,7 +344,7 @@ export class Simulator {
           if (!alive() || node.disk.snaps.has(seq)) return;
           const peer = this.nodes.find((p) => p !== node && p.up && !this.cut.has(`${p.id}>${node.id}`) && p.disk.snaps.has(seq));
           const s = peer?.disk.snaps.get(seq);
-          if (s !== undefined && seq <= node.disk.lastSeq() && this.agrees(node, s)) {
+          if (s !== undefined && seq <= node.disk.lastSeq() && agreesWithLog(node.disk, s)) {
             this.keep(node, s);
             this.count('snapshotFetched');
             return;
@@ -375,7 +368,7 @@ export class Simulator {
           let best: SimSnap | undefined;
           for (const p of this.nodes) {
             if (p === node || !p.up || this.cut.has(`${p.id}>${node.id}`)) continue;
-            for (const s of p.disk.snaps.values()) if (s.seq >= base && s.seq <= limit && this.agrees(node, s) && (best === undefined || s.seq > best.seq)) best = s;
+            for (const s of p.disk.snaps.values()) if (s.seq >= base && s.seq <= limit && agreesWithLog(node.disk, s) && (best === undefined || s.seq > best.seq)) best = s;
           }
           if (best === undefined) return this.at(this.hb * (1 + this.rng()), attempt);
           this.count('refilled');

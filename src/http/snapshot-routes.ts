@@ -9,14 +9,12 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { Hono } from 'hono';
 import type { SnapshotStore } from '../log/snapshot-file.js';
-import { timingSafeEqual, createHash } from 'node:crypto';
+import { bearerIs } from '../replication/transport.js';
 import { requestError } from './errors.js';
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
-
 export function mountSnapshotRoutes(app: Hono, store: () => SnapshotStore | null, clusterSecret: string): void {
-  app.use('/v1/cluster/snapshots', async (c, next) => gate(c.req.header('authorization'), clusterSecret) ? next() : requestError(c, 'unauthenticated', 'snapshots are served to core peers only (cluster secret)'));
-  app.use('/v1/cluster/snapshots/*', async (c, next) => gate(c.req.header('authorization'), clusterSecret) ? next() : requestError(c, 'unauthenticated', 'snapshots are served to core peers only (cluster secret)'));
+  app.use('/v1/cluster/snapshots', async (c, next) => bearerIs(c.req.header('authorization'), clusterSecret) ? next() : requestError(c, 'unauthenticated', 'snapshots are served to core peers only (cluster secret)'));
+  app.use('/v1/cluster/snapshots/*', async (c, next) => bearerIs(c.req.header('authorization'), clusterSecret) ? next() : requestError(c, 'unauthenticated', 'snapshots are served to core peers only (cluster secret)'));
 
   app.get('/v1/cluster/snapshots', (c) => c.json({ snapshots: (store()?.list() ?? []).map((f) => ({ seq: f.seq, bytes: f.bytes })) }));
 
@@ -45,9 +43,4 @@ export function mountSnapshotRoutes(app: Hono, store: () => SnapshotStore | null
     }
     return c.body(body, 200);
   });
-}
-
-function gate(header: string | undefined, secret: string): boolean {
-  const presented = header?.startsWith('Bearer ') ? header.slice(7) : '';
-  return timingSafeEqual(digest(presented), digest(secret));
 }

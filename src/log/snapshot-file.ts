@@ -12,6 +12,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, rea
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { assert } from '../domain/assert.js';
+import type { CommandLog } from './command-log.js';
 
 const MAGIC = Buffer.from('SMSNAP01');
 const END = Buffer.from('SMSNEND1');
@@ -275,6 +276,17 @@ export class SnapshotReceiver {
   abort(): void {
     this.file.abort();
   }
+}
+
+/**
+ * A snapshot at `s.seq` describes the state after this log's entry there: the log holds that entry
+ * with the same epoch and state hash, or it is the log's base (whose hash may be unknown, '').
+ */
+export function agreesWithLog(log: Pick<CommandLog, 'base' | 'entryAt'>, s: Pick<SnapshotMeta, 'seq' | 'epoch' | 'stateHash'>): boolean {
+  const base = log.base();
+  if (s.seq === base.seq && base.seq > 0) return base.epoch === s.epoch && (base.stateHash === '' || base.stateHash === s.stateHash);
+  const e = log.entryAt(s.seq);
+  return e !== undefined && e.epoch === s.epoch && e.stateHash === s.stateHash;
 }
 
 /** The snapshot files of one node: newest first, pruned to `keep`. */

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { DomainConfig } from '../domain/types.js';
 import type { CommandLog } from '../log/command-log.js';
-import { frames, readSnapshotFile, SnapshotStore, type SnapshotInfo, type SnapshotMeta } from '../log/snapshot-file.js';
+import { agreesWithLog, frames, readSnapshotFile, SnapshotStore, type SnapshotInfo, type SnapshotMeta } from '../log/snapshot-file.js';
 import { renameSync } from 'node:fs';
 import { fromFrames, loadNewest, take, verifyInBackground } from '../engine/snapshot.js';
 import type { HashedMachine } from '../engine/hashed-machine.js';
@@ -211,11 +211,7 @@ export class NodeSnapshots {
 
   /** The log holds the snapshot's seq with the same epoch and state hash (or it is the log's base). */
   private agrees(meta: SnapshotMeta, maxSeq: number): boolean {
-    if (meta.seq > maxSeq || meta.seq > this.o.log.lastSeq()) return false;
-    const base = this.o.log.base();
-    if (meta.seq === base.seq && base.seq > 0) return base.epoch === meta.epoch && (base.stateHash === '' || base.stateHash === meta.stateHash);
-    const e = this.o.log.entryAt(meta.seq);
-    return e !== undefined && e.epoch === meta.epoch && e.stateHash === meta.stateHash;
+    return meta.seq <= maxSeq && meta.seq <= this.o.log.lastSeq() && agreesWithLog(this.o.log, meta);
   }
 
   private async write(machine: HashedMachine, seq: number, epoch: number, budgetMs: number): Promise<void> {

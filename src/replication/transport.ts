@@ -47,11 +47,15 @@ export interface PeerLink {
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
-/** Constant-time check of `Authorization: Bearer <secret>`. */
-export function authorizedPeer(req: IncomingMessage, secret: string): boolean {
-  const header = req.headers.authorization ?? '';
-  const presented = header.startsWith('Bearer ') ? header.slice(7) : '';
+/** Constant-time check of an `Authorization: Bearer <secret>` header value (cluster links, snapshot transfer). */
+export function bearerIs(header: string | undefined, secret: string): boolean {
+  const presented = header?.startsWith('Bearer ') ? header.slice(7) : '';
   return timingSafeEqual(digest(presented), digest(secret));
+}
+
+/** Constant-time check of a request's `Authorization: Bearer <secret>`. */
+export function authorizedPeer(req: IncomingMessage, secret: string): boolean {
+  return bearerIs(req.headers.authorization, secret);
 }
 
 interface Dialer {
