@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { linkFor, type Config, type RegionConfig } from '../config/schema.js';
 import { CoreNode } from '../node/core-node.js';
+import { configTargets } from '../node/cluster-view/overview.js';
 import { LinkProxy } from '../../sim/link-proxy.js';
 import { mixSeed } from '../../sim/prng.js';
 import { ReadNode } from '../node/region-node.js';
@@ -67,6 +68,7 @@ export async function startRegion(config: Config, region: RegionConfig, opts: Re
     maxSocketsPerPage: config.readNode.maxSocketsPerPage,
     secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
     retireGraceMs: config.publish.compactGraceMs,
+    clusterTargets: configTargets(config),
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(opts.discoveryIntervalMs ? { discoveryIntervalMs: opts.discoveryIntervalMs } : {}),
   });
@@ -156,6 +158,11 @@ export async function startCluster(config: Config, opts: ClusterOptions = {}): P
   } catch (err) {
     await close();
     throw err;
+  }
+  // Every node's cluster view polls every node at the address it actually bound (ephemeral ports).
+  const everyone = [...cores.map((c) => ({ name: c.name, kind: 'core' as const, url: c.url })), ...[...regions.values()].map((r) => ({ name: r.config.name, kind: 'region' as const, url: r.url }))];
+  for (const view of [...cores.map((c) => c.overview), ...[...regions.values()].map((r) => r.node.overview)]) {
+    for (const t of everyone) view.setTarget(t.name, t.kind, t.url);
   }
   return { cores, regions, primary: () => cores.find((c) => c.role === 'primary'), close };
 }

@@ -29,6 +29,8 @@ import { ClusterTransport } from '../replication/transport.js';
 import { LeaderRole } from './leader-role.js';
 import { NodeSnapshots } from './snapshots.js';
 import { processStats } from '../replica/replica.js';
+import { OverviewAggregator, configTargets } from './cluster-view/overview.js';
+import { mountClusterView } from './cluster-view/routes.js';
 
 export type CoreRole = 'starting' | 'primary' | 'standby' | 'halted';
 
@@ -57,6 +59,8 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
    * needs them after they are turned off.
    */
   readonly snapshots: NodeSnapshots;
+  /** The cluster view (GET /v1/overview, /cluster): polls every node's status while watched. */
+  readonly overview: OverviewAggregator;
   server!: RunningServer;
   /** Order-entry sessions (WS /v1/session), served while this node leads. */
   sessions: OrderSessionServer | null = null;
@@ -76,6 +80,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     if (!me) throw new Error(`no core node named ${opts.nodeName}; configured: ${nodes.map((n) => n.name).join(', ')}`);
     this.name = me.name;
     this.peerUrls = new Map(nodes.filter((n) => n.name !== me.name).map((n) => [n.name, opts.peerUrls?.[n.name] ?? `http://${n.host}:${n.port}`]));
+    this.overview = new OverviewAggregator({ self: me.name, targets: configTargets(config).map((t) => ({ ...t, url: this.peerUrls.get(t.name) ?? t.url })) });
     this.log = new SqliteCommandLog(join(opts.dataDir ?? me.dataDir, 'log.db'), {
       idempotencyWindow: config.core.idempotencyWindow,
       retention: config.core.retention === 'drop' ? 'drop' : 'archive',
@@ -218,6 +223,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   setPeerUrl(peer: string, url: string): void {
     this.peerUrls.set(peer, url);
     this.transport.setPeerUrl(peer, url);
+    this.overview.setTarget(peer, 'core', url);
   }
 
   /** Resolves once this node is `role` (or rejects after timeoutMs). */
@@ -264,6 +270,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       snapshots: () => this.snapshots.store,
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
     });
+    mountClusterView(app, this.overview, this.name);
     this.sessions = new OrderSessionServer({
       core: () => this.core,
       domain: config.domain,
@@ -283,6 +290,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       upgrades: () => [this.transport, sessions],
       maxConnections: config.core.maxConnections,
     });
+    this.overview.setTarget(this.name, 'core', this.server.url);
   }
 
   /**
@@ -364,6 +372,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   async close(): Promise<void> {
     if (!this.closed) await this.handOver().catch(() => {});
     this.closed = true;
+    this.overview.stop();
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.transport.close();
     this.sessions?.close();

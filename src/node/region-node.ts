@@ -15,6 +15,9 @@ import { tokenGate } from '../auth/rules.js';
 import { mountReadRoutes, type ReadLimits } from '../http/read-routes.js';
 import { requestError } from '../http/errors.js';
 import { listen, type RunningServer } from '../http/server.js';
+import { OverviewAggregator } from './cluster-view/overview.js';
+import { mountClusterView } from './cluster-view/routes.js';
+import type { NodeTarget } from './cluster-view/history.js';
 
 export interface ReadNodeOptions {
   region: string;
@@ -38,11 +41,15 @@ export interface ReadNodeOptions {
   retireGraceMs?: number;
   /** How often the upstream's generation is checked (also checked at once when a room closes). */
   discoveryIntervalMs?: number;
+  /** Every node the cluster view (/v1/overview, /cluster) polls; this node is added once bound. */
+  clusterTargets?: NodeTarget[];
   logger?: Logger;
 }
 
 export class ReadNode extends Replica {
   private server: RunningServer | null = null;
+  /** The cluster view (GET /v1/overview, /cluster): polls every node's status while watched. */
+  readonly overview: OverviewAggregator;
 
   constructor(readonly nodeOpts: ReadNodeOptions) {
     super({
@@ -58,6 +65,7 @@ export class ReadNode extends Replica {
       ...(nodeOpts.discoveryIntervalMs !== undefined ? { discoveryIntervalMs: nodeOpts.discoveryIntervalMs } : {}),
       ...(nodeOpts.logger ? { logger: nodeOpts.logger } : {}),
     });
+    this.overview = new OverviewAggregator({ self: nodeOpts.region, targets: nodeOpts.clusterTargets ?? [] });
   }
 
   get url(): string {
@@ -82,6 +90,7 @@ export class ReadNode extends Replica {
       return c.body(await dashboardScript());
     });
     mountReadRoutes(app, this, this.nodeOpts.readLimits, this.nodeOpts.secrets);
+    mountClusterView(app, this.overview, this.region);
     app.get('/v1/sync/info', (c) => {
       const info = this.syncInfo();
       if (info === null) return requestError(c, 'seq_not_reached', 'read node has not synced any state yet', { seq: 0 });
@@ -92,11 +101,13 @@ export class ReadNode extends Replica {
       sync: this.sync,
       maxConnections: this.nodeOpts.maxConnections,
     });
+    this.overview.setTarget(this.region, 'region', this.server.url);
     this.startDiscovery();
     return this;
   }
 
   async stop(): Promise<void> {
+    this.overview.stop();
     this.stopReplica();
     await this.server?.close();
     this.closeStore();
