@@ -33,6 +33,8 @@ export class UpstreamDiscovery {
   private stopped = false;
   /** The last failure's message (null after a success). */
   lastError: string | null = null;
+  /** Polls that failed, since start (metrics). */
+  errors = 0;
   /** Upstream's seq at the last poll (a lower bound of what exists). */
   upstreamSeq = 0;
   /** Highest primary epoch seen: a generation from a lower epoch is a fenced primary's, refused. */
@@ -83,6 +85,7 @@ export class UpstreamDiscovery {
       this.opts.onFound(best.info.generation!, best.url);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
+      this.errors += 1;
       if (message !== this.lastError) this.opts.logger?.warn({ region: this.opts.region, err: message }, 'upstream discovery failed');
       this.lastError = message;
     } finally {

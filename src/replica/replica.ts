@@ -176,6 +176,8 @@ export class Replica extends EventEmitter<{ advanced: []; swapped: [string]; dro
     const current = this.generations.current;
     const meta = current?.meta.getMap(META);
     const commitTsMs = meta?.get('tsMs');
+    const lastCommitAgeMs = typeof commitTsMs === 'number' ? Math.max(0, Date.now() - commitTsMs) : null;
+    const upstreamSeq = this.discovery.upstreamSeq;
     return {
       role: 'replica',
       upstream: current?.url ?? null,
@@ -185,8 +187,12 @@ export class Replica extends EventEmitter<{ advanced: []; swapped: [string]; dro
       metaSeq: meta?.get('seq') ?? 0,
       // Wall-clock age of the newest commit this node holds (all regions share one machine's
       // clock); it grows while the core is idle, so read it beside upstreamSeq.
-      lastCommitAgeMs: typeof commitTsMs === 'number' ? Math.max(0, Date.now() - commitTsMs) : null,
-      upstreamSeq: this.discovery.upstreamSeq,
+      lastCommitAgeMs,
+      upstreamSeq,
+      // How far behind upstream this node is, in time: 0 once it holds upstream's seq (an idle core
+      // is not lag), else the age of its newest commit; null before any state.
+      lagMs: current === null ? null : this.seqFor({ kind: 'all' }) >= upstreamSeq ? 0 : lastCommitAgeMs,
+      upstreamErrors: this.discovery.errors,
       syncingGeneration: this.generations.next?.id ?? null,
       accounts: meta?.get('accounts') ?? 0,
       connections: this.sync.connections,
