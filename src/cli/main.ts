@@ -1,15 +1,21 @@
 // The statemirror command line: `core` runs the core alone, `replica --region R` one read node
 // (with its inbound simulated link), `up` the whole local cluster from regions.config.json (or the
-// embedded defaults) and prints where everything listens plus demo tokens, `token` signs a bearer
-// token with the config's JWT secret. Ctrl-C / SIGTERM stop cleanly: HTTP and sync servers close,
-// logs and stores are closed after their last write.
+// embedded defaults) and prints where everything listens plus demo tokens, `status` prints the
+// cluster table (GET /v1/overview of one node), `token` signs a bearer token with the config's JWT
+// secret. Logs are pretty on a terminal and JSON otherwise (logging.ts); `up` writes them to a file
+// and shows only warnings. Ctrl-C / SIGTERM stop cleanly: HTTP and sync servers close, logs and
+// stores are closed after their last write.
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
+import type { Logger } from 'pino';
 import { signToken, type Claims } from '../auth/tokens.js';
 import { ACCOUNT_ID } from '../domain/types.js';
 import { loadConfig, pathLatencyMs, type Config } from '../config/schema.js';
 import { CoreNode } from '../node/core-node.js';
+import { configTargets } from '../node/cluster-view/overview.js';
 import { startCluster, startRegion } from './cluster.js';
+import { defaultLogFile, fileAndStderrLogger, stderrLogger } from './logging.js';
+import { runStatus, table } from './status.js';
 
 const USAGE = `usage: statemirror <command> [options]
 
@@ -18,16 +24,21 @@ commands:
   core [--node NAME]      start one core node of the Raft cluster in core.nodes (elections pick the leader)
        [--peer NAME=URL]  reach peer NAME at URL instead of its configured address (repeatable)
   replica --region NAME   start one region's read node (its upstream must be running)
+  status [--url URL]      print the cluster table (core nodes, regions, lag, events) from one node's
+         [--watch]        GET /v1/overview (default: the first node of the config that answers);
+                          --watch redraws it every second
   token --role operator   print an operator token (any account, deposits/withdrawals, every read)
   token --account ID      print a token that acts for and reads account ID only
         [--ttl-s N]       lifetime in seconds (default 86400; 0 = no expiry)
 
 options:
   --config PATH           cluster config (default ./regions.config.json, else embedded defaults)
-  --log-level LEVEL       pino level (default info)
+  --log-level LEVEL       pino level (default info); logs are human-readable on a terminal, JSON otherwise
+  --log-file PATH         up only: where the full log goes (default: data/statemirror.log, beside the
+                          first core node's data dir); the terminal shows warnings and errors only
 `;
 
-function onShutdown(close: () => Promise<void>, logger: pino.Logger): void {
+function onShutdown(close: () => Promise<void>, logger: Logger): void {
   let closing = false;
   const stop = (signal: string) => {
     if (closing) return;
@@ -43,11 +54,6 @@ function onShutdown(close: () => Promise<void>, logger: pino.Logger): void {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')).join('\n');
 }
 
 /** The claims `token` signs: `--role operator`, or `--account ID` (optionally with `--role account`). */
@@ -81,6 +87,9 @@ async function main(argv: string[]): Promise<void> {
       account: { type: 'string' },
       'ttl-s': { type: 'string', default: '86400' },
       'log-level': { type: 'string', default: 'info' },
+      'log-file': { type: 'string' },
+      url: { type: 'string' },
+      watch: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -89,8 +98,15 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     process.exit(command || values.help ? 0 : 2);
   }
-  const logger = pino({ level: values['log-level'] }, pino.destination(2));
   const config: Config = loadConfig(values.config);
+  if (command === 'status') {
+    if (values.url !== undefined && !/^https?:\/\/[^/\s]+\/?$/.test(values.url)) throw new Error('--url must be http(s)://host:port of a core node or read node');
+    const urls = values.url !== undefined ? [values.url] : configTargets(config).map((t) => t.url);
+    await runStatus({ urls, watch: values.watch, out: process.stdout });
+    return;
+  }
+  const logFile = values['log-file'] ?? defaultLogFile(config.core.nodes[0]!.dataDir);
+  const logger = command === 'up' ? fileAndStderrLogger(values['log-level'], logFile) : stderrLogger(values['log-level']);
 
   if (command === 'core') {
     // --peer NAME=URL: reach that peer at URL instead of its configured address (a proxy, a NAT).
@@ -138,7 +154,8 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(
       [
         '',
-        'statemirror is up (data under ./data). Ctrl-C stops it.',
+        'statemirror is up. Ctrl-C stops it.',
+        `data under ${dirname(config.core.nodes[0]!.dataDir)}/; the full log is in ${logFile} (only warnings and errors show here)`,
         '',
         table(rows),
         '',
@@ -151,6 +168,9 @@ async function main(argv: string[]): Promise<void> {
         `  curl -s -XPOST ${primary.url}/v1/commands -H 'content-type: application/json' -H "authorization: Bearer $OPERATOR_TOKEN" \\`,
         `    -d '{"clientId":"d1","type":"deposit","account":"alice","amount":1000000}'`,
         `  curl -s -H "authorization: Bearer $ALICE_TOKEN" '${first.url}/v1/accounts/alice?minSeq=1'`,
+        '',
+        'live cluster view (roles, epochs, lag per region, failovers; on every node), or `statemirror status [--watch]`:',
+        `  ${primary.url}/cluster`,
         '',
         "live dashboards (alice's positions, PnL and the book, synced from each region):",
         ...[...cluster.regions.values()].map((r) => `  ${r.url}/dashboard?account=alice&token=${alice}`),

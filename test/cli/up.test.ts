@@ -1,9 +1,10 @@
-// `statemirror up` as a real process: it prints the URL table and working demo tokens, serves
-// writes and regional reads (with those tokens), stops cleanly on SIGINT (exit 0), and a second
-// start replays the log to the same seq and hash.
+// `statemirror up` as a real process: it prints a short banner (the URL table, working demo tokens,
+// the log file and the /cluster link) while its full JSON log goes to that file and only warnings
+// reach the terminal, serves writes and regional reads (with those tokens), stops cleanly on SIGINT
+// (exit 0), and a second start replays the log to the same seq and hash.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EMBEDDED_DEFAULTS } from '../../src/config/schema.js';
 import { get, post, tempDir } from '../e2e/helpers.js';
@@ -25,11 +26,14 @@ interface Up {
   urls: Map<string, string>;
   /** The printed `export NAME_TOKEN=…` values, by NAME (OPERATOR, ALICE). */
   tokens: Map<string, string>;
+  /** Everything printed on stdout so far (the banner), and on stderr. */
+  out: string;
+  err: () => string;
 }
 
 /** Starts `up` and resolves with the URLs from its table and the printed tokens. */
 function startUp(configPath: string): Promise<Up> {
-  const child = spawn(process.execPath, ['bin/statemirror.js', 'up', '--config', configPath, '--log-level', 'warn'], {
+  const child = spawn(process.execPath, ['bin/statemirror.js', 'up', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new Promise((resolve, reject) => {
@@ -45,7 +49,7 @@ function startUp(configPath: string): Promise<Up> {
       for (const m of out.matchAll(/^(\S+)\s+(http:\/\/127\.0\.0\.1:\d+)/gm)) urls.set(m[1]!, m[2]!);
       const tokens = new Map<string, string>();
       for (const m of out.matchAll(/export (\w+)_TOKEN=(\S+)/g)) tokens.set(m[1]!, m[2]!);
-      resolve({ child, urls, tokens });
+      resolve({ child, urls, tokens, out, err: () => err });
     });
     child.once('exit', (code) => reject(new Error(`up exited early with ${code}:\n${out}\n${err}`)));
   });
@@ -88,8 +92,18 @@ describe('statemirror up', () => {
     expect((await get(`${first.urls.get('ap-southeast')}/v1/accounts/carol`, alice)).status).toBe(403);
     expect((await get(`${first.urls.get('ap-southeast')}/v1/accounts/carol`, null)).status).toBe(401);
     const before = (await get(`${core}/v1/status`)).body;
+    // The banner names the log file and the cluster view; the info lines went to the file only.
+    const logFile = join(dir, 'statemirror.log');
+    expect(first.out).toContain(`the full log is in ${logFile}`);
+    expect(first.out).toMatch(/http:\/\/127\.0\.0\.1:\d+\/cluster\n/);
+    expect(first.out).not.toContain('"level"');
     first.child.kill('SIGINT');
     expect(await exitCode(first.child)).toBe(0);
+    const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string });
+    expect(lines.some((l) => l.msg === 'core role' && l.level === 30)).toBe(true);
+    expect(lines.some((l) => l.msg === 'stopping')).toBe(true);
+    // stderr (not a TTY here: JSON) carries warnings and errors only.
+    for (const l of first.err().split('\n').filter(Boolean)) expect((JSON.parse(l) as { level: number }).level).toBeGreaterThanOrEqual(40);
 
     const second = await startUp(configPath);
     try {
