@@ -72,6 +72,8 @@ export class HaltedError extends Error {
 
 interface Pending {
   submission: Submission;
+  /** observer.now() when it was queued (0 without an observer): its commit latency starts here. */
+  queuedAtMs: number;
   /** canonicalJson(submission.command), computed only if a retry of the client id needs it. */
   canonical?: string;
   waiters: Array<{ resolve: (o: Outcome) => void; reject: (err: unknown) => void }>;
@@ -100,6 +102,16 @@ export interface SequencerOptions {
   capture?: (effects: Effects) => unknown;
   /** While this answers true no new batch starts (e.g. a compaction waiting for the pipeline to drain). */
   hold?: () => boolean;
+  /** Timings for metrics (node/metrics.ts); nothing here depends on them. */
+  observer?: SequencerObserver;
+}
+
+/** Commit timings, reported as they happen (metrics). Called synchronously: keep them cheap. */
+export interface SequencerObserver {
+  /** A monotonic clock in ms (performance.now in production). */
+  now(): number;
+  /** One command was acknowledged (committed, its callers answered) `ms` after it was queued. */
+  acknowledged(ms: number): void;
 }
 
 export class Sequencer {
@@ -169,7 +181,7 @@ export class Sequencer {
       return Promise.resolve({ kind: 'duplicate', clientId: stored.clientId, seq: stored.seq, tsMs: stored.tsMs, result: stored.result });
     }
     return new Promise((resolve, reject) => {
-      const p: Pending = { submission, waiters: [{ resolve, reject }] };
+      const p: Pending = { submission, queuedAtMs: this.opts.observer?.now() ?? 0, waiters: [{ resolve, reject }] };
       this.queue.push(p);
       this.inFlight.set(submission.clientId, p);
       this.schedule();
@@ -229,11 +241,14 @@ export class Sequencer {
       // can be trusted to publish either, so stop taking writes.
       this.halt(err, []);
     }
+    const observer = this.opts.observer;
+    const nowMs = observer?.now() ?? 0;
     batch.forEach((p, i) => {
       this.inFlight.delete(p.submission.clientId);
       const e = entries[i]!;
       const outcome: Outcome = { kind: 'committed', clientId: e.clientId, seq: e.seq, tsMs: e.tsMs, result: e.result };
       for (const w of p.waiters) w.resolve(outcome);
+      observer?.acknowledged(nowMs - p.queuedAtMs);
     });
     if (this.queue.length > 0) this.schedule();
   }

@@ -1,7 +1,7 @@
 // The one place reject and error codes become HTTP statuses. Business rejections (stored in the
 // log with their command) and request errors (never reach the log) share one body shape:
 // { error: { code, message, ...details } }.
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { RejectCode } from '../domain/types.js';
 
@@ -69,11 +69,37 @@ export const REQUEST_ERROR_HTTP: Record<RequestErrorCode, ContentfulStatusCode> 
   range_not_satisfiable: 416,
 };
 
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** The error code this request was answered with, if any (counted by errorCounter). */
+    errorCode: string;
+  }
+}
+
+/**
+ * Middleware, mounted before every route: after the answer, reports the error code it carried (set
+ * by requestError or markError) — the metrics' rejects by code. Business rejects are counted where
+ * they commit, not here.
+ */
+export function errorCounter(count: (code: string) => void): MiddlewareHandler {
+  return async (c, next) => {
+    await next();
+    const code = c.get('errorCode') as string | undefined;
+    if (code !== undefined) count(code);
+  };
+}
+
+/** Records the error code of an answer built without requestError (counted by errorCounter). */
+export function markError(c: Context, code: string): void {
+  c.set('errorCode', code);
+}
+
 export function errorBody(code: string, message: string, details?: Record<string, unknown>) {
   return { error: { code, message, ...details } };
 }
 
 export function requestError(c: Context, code: RequestErrorCode, message: string, details?: Record<string, unknown>) {
   if (code === 'unauthenticated') c.header('www-authenticate', 'Bearer');
+  markError(c, code);
   return c.json(errorBody(code, message, details), REQUEST_ERROR_HTTP[code]);
 }

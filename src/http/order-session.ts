@@ -51,6 +51,8 @@ export interface SessionServerOptions {
   /** Role and leader hints for not_primary answers. */
   describe: () => { role: string; epoch: number; leader?: unknown; leaderUrl?: unknown };
   logger?: Logger;
+  /** Called with the code of every refused upgrade and every request answered with an error (metrics). */
+  countError?: (code: string) => void;
 }
 
 /** One request's answer, held until every earlier request of the session has been answered. */
@@ -88,6 +90,7 @@ export class OrderSessionServer {
     if (url.pathname !== SESSION_PATH) return false;
     const refuse = (status: number, code: string, message: string, extra: Record<string, unknown> = {}) => {
       this.stats.refused++;
+      this.opts.countError?.(code);
       const body = JSON.stringify(errorOf(code, message, extra));
       socket.on('error', () => {});
       socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : status === 429 ? 'Too Many Requests' : 'Service Unavailable'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${status !== 401 ? 'Retry-After: 1\r\n' : ''}\r\n${body}`);
@@ -139,6 +142,7 @@ export class OrderSessionServer {
       }
     };
     const answer = (slot: Slot, body: Record<string, unknown>) => {
+      if (body.error !== undefined) this.opts.countError?.((body.error as { code: string }).code);
       slot.answer = body;
       flush();
     };

@@ -10,7 +10,7 @@ import { authenticate, tokenFrom } from '../auth/tokens.js';
 import { authorizeAccountRead } from '../auth/rules.js';
 import { ACCOUNT_ID } from './schemas.js';
 import type { AccountView } from '../domain/types.js';
-import { errorBody, requestError } from './errors.js';
+import { requestError } from './errors.js';
 import { headerOf } from './node-request.js';
 
 export type { ReadModel, ReadScope };
@@ -82,7 +82,7 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
         if (at !== null) c.header(HEADER_GENERATION, at);
         c.header(HEADER_SEQ, String(seq));
         c.header('retry-after', '1');
-        return c.json(errorBody('seq_not_reached', `replica at seq ${seq}, asked for ${minSeq}`, { seq, minSeq }), 503);
+        return requestError(c, 'seq_not_reached', `replica at seq ${seq}, asked for ${minSeq}`, { seq, minSeq });
       }
     }
     // After any wait: the generation may have changed (a new leader) while we waited.
@@ -91,7 +91,7 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
     if (gen === null) {
       c.header(HEADER_SEQ, '0');
       c.header('retry-after', '1');
-      return c.json(errorBody('seq_not_reached', 'this node has not synced any state yet', { seq: 0, minSeq: minSeq ?? 0 }), 503);
+      return requestError(c, 'seq_not_reached', 'this node has not synced any state yet', { seq: 0, minSeq: minSeq ?? 0 });
     }
     c.header(HEADER_SEQ, String(model.seqFor(scope)));
     return null;

@@ -14,7 +14,7 @@ import { ACCOUNTS, META_DOC, TRADES, accountShardDoc, docNames, marketDoc, shard
 import { accountOf, bookOf } from '../replica/read-model.js';
 import { authenticate, tokenFrom } from '../auth/tokens.js';
 import { authorizeCommand } from '../auth/rules.js';
-import { REJECT_HTTP, errorBody, requestError } from './errors.js';
+import { REJECT_HTTP, errorBody, errorCounter, markError, requestError } from './errors.js';
 import { headerOf, readBodyLimited } from './node-request.js';
 import { mountReadRoutes, type ReadLimits, type ReadModel, type ReadScope } from './read-routes.js';
 import { commandSchemas, describeIssues, type CommandInput } from './schemas.js';
@@ -37,6 +37,8 @@ export interface CoreAppOptions {
   logger?: Logger;
   /** This node's snapshot files, served to its peers (GET /v1/cluster/snapshots…). */
   snapshots?: () => SnapshotStore | null;
+  /** Called with the code of every request answered with an error (metrics: rejects by code). */
+  countError?: (code: string) => void;
 }
 
 export class CommitTimeoutError extends Error {
@@ -127,6 +129,7 @@ function leaderHint(d: { [k: string]: unknown }): { leader?: string; leaderUrl?:
 export function createCoreApp(opts: CoreAppOptions): Hono {
   const getCore = typeof opts.core === 'function' ? opts.core : ((c: Core) => () => c)(opts.core);
   const app = new Hono();
+  if (opts.countError) app.use('*', errorCounter(opts.countError));
   const { command: commandSchema, batch: batchSchema } = commandSchemas(opts.domain, opts.maxCommandsPerRequest);
   const describe = () =>
     opts.describe?.() ?? (() => {
@@ -214,7 +217,10 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
       c.header('x-statemirror-seq', String(core.seq));
       if (isBatch) return c.json({ results: outcomes.map(outcomeBody) });
       const o = outcomes[0]!;
-      if (o.kind === 'conflict') return c.json(outcomeBody(o), 409);
+      if (o.kind === 'conflict') {
+        markError(c, 'idempotency_conflict');
+        return c.json(outcomeBody(o), 409);
+      }
       return c.json(outcomeBody(o), o.result.status === 'rejected' ? REJECT_HTTP[o.result.code] : 200);
     },
   );
@@ -260,6 +266,7 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
   app.notFound((c) => requestError(c, 'not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c: Context) => {
     opts.logger?.error({ err }, 'unhandled error');
+    markError(c, 'internal');
     return c.json(errorBody('internal', 'internal error'), 500);
   });
   return app;

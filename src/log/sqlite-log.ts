@@ -85,6 +85,8 @@ export interface SqliteLogOptions {
    * deletes them. Default 'archive'.
    */
   retention?: 'archive' | 'drop';
+  /** Each durable append (one batch, one fsync): its entries, bytes and duration (metrics only). */
+  onAppend?: (entries: number, bytes: number, ms: number) => void;
 }
 
 export class SqliteCommandLog implements CommandLog {
@@ -109,6 +111,7 @@ export class SqliteCommandLog implements CommandLog {
   private readonly putMeta: Database.Statement<[string, string]>;
   private readonly truncateTx: (seq: number, keep: { first: number; entries: LogEntry[] } | null) => void;
   private readonly clientIds: ClientIndex;
+  private readonly onAppend: SqliteLogOptions['onAppend'];
 
   constructor(readonly path: string, opts: SqliteLogOptions = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -142,6 +145,7 @@ export class SqliteCommandLog implements CommandLog {
     const base = meta('base');
     this.baseAt = base === undefined ? EMPTY_BASE : (JSON.parse(base) as LogBase);
     this.retention = opts.retention ?? 'archive';
+    this.onAppend = opts.onAppend;
     // Rows must tile base+1..last: each starts where the previous ended (one row per batch, so cheap).
     let expected = this.baseAt.seq + 1;
     let lastEpoch = this.baseAt.epoch;
@@ -251,7 +255,9 @@ export class SqliteCommandLog implements CommandLog {
     }
     const lastEntry = entries[entries.length - 1]!;
     const bytes = encodeBatch(entries);
+    const t0 = this.onAppend ? performance.now() : 0;
     onDisk('log append', () => this.insert.run(entries[0]!.seq, lastEntry.seq, lastEntry.epoch, entries.length, bytes));
+    this.onAppend?.(entries.length, bytes.length, performance.now() - t0);
     this.last = lastEntry.seq;
     this.lastEpoch = lastEntry.epoch;
     for (const e of entries) this.clientIds.add(e.clientId, e.seq);

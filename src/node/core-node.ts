@@ -31,6 +31,7 @@ import { NodeSnapshots } from './snapshots.js';
 import { processStats } from '../replica/replica.js';
 import { OverviewAggregator, configTargets } from './cluster-view/overview.js';
 import { mountClusterView } from './cluster-view/routes.js';
+import { CoreMetrics, mountMetrics } from './metrics.js';
 
 export type CoreRole = 'starting' | 'primary' | 'standby' | 'halted';
 
@@ -61,6 +62,8 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   readonly snapshots: NodeSnapshots;
   /** The cluster view (GET /v1/overview, /cluster): polls every node's status while watched. */
   readonly overview: OverviewAggregator;
+  /** Prometheus metrics (GET /metrics): this node's own registry. */
+  readonly metrics: CoreMetrics;
   server!: RunningServer;
   /** Order-entry sessions (WS /v1/session), served while this node leads. */
   sessions: OrderSessionServer | null = null;
@@ -81,7 +84,9 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     this.name = me.name;
     this.peerUrls = new Map(nodes.filter((n) => n.name !== me.name).map((n) => [n.name, opts.peerUrls?.[n.name] ?? `http://${n.host}:${n.port}`]));
     this.overview = new OverviewAggregator({ self: me.name, targets: configTargets(config).map((t) => ({ ...t, url: this.peerUrls.get(t.name) ?? t.url })) });
+    const metrics = (this.metrics = new CoreMetrics(me.name));
     this.log = new SqliteCommandLog(join(opts.dataDir ?? me.dataDir, 'log.db'), {
+      onAppend: metrics.onAppend,
       idempotencyWindow: config.core.idempotencyWindow,
       retention: config.core.retention === 'drop' ? 'drop' : 'archive',
     });
@@ -155,8 +160,10 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       committedAtStart: Math.max(restored?.seq ?? 0, this.log.base().seq),
       mayLead: () => this.replicated.mayLead,
       onReset: (base) => this.replicated.onReset(base),
+      onAppendAcked: metrics.onAppendAcked,
     });
     this.replicated.attach(this.raft);
+    metrics.attach({ status: () => this.describe(), sequencer: () => this.core?.sequencer ?? null, rooms: this.sync });
     if (restored) this.snapshots.verifyRestored(restored.machine);
   }
 
@@ -268,9 +275,11 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       readLimits: config.readNode,
       secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
       snapshots: () => this.snapshots.store,
+      countError: this.metrics.countError,
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
     });
     mountClusterView(app, this.overview, this.name);
+    mountMetrics(app, this.metrics.registry, this.metrics.refresh);
     this.sessions = new OrderSessionServer({
       core: () => this.core,
       domain: config.domain,
@@ -278,6 +287,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       commitTimeoutMs: config.replication.commitTimeoutMs,
       secrets: { jwtSecret: config.auth.jwtSecret, clusterSecret: config.replication.clusterSecret },
       describe: () => this.describe(),
+      countError: this.metrics.countError,
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
     });
     const sessions = this.sessions;
@@ -290,6 +300,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       upgrades: () => [this.transport, sessions],
       maxConnections: config.core.maxConnections,
     });
+    this.metrics.trackServer(this.server.server);
     this.overview.setTarget(this.name, 'core', this.server.url);
   }
 
@@ -327,9 +338,11 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       replicated: this.replicated,
       layout: this.layout,
       sync: this.sync,
+      sequencerObserver: this.metrics.sequencerObserver,
       ...(this.opts.clock ? { clock: this.opts.clock } : {}),
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
     });
+    this.leaderRole.core.on('committed', this.metrics.onCommitted);
     this.updateRole();
   }
 

@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { CommandLog } from '../log/command-log.js';
-import type { Clock } from '../engine/sequencer.js';
+import type { Clock, SequencerObserver } from '../engine/sequencer.js';
 import type { ReplicatedMachine } from '../replication/replicated-machine.js';
 import type { Layout } from '../publish/layout.js';
 import { Core } from '../publish/core.js';
@@ -23,6 +23,8 @@ export interface LeaderRoleOptions {
   sync: SyncServer;
   clock?: Clock;
   logger?: Logger;
+  /** Commit timings (metrics). */
+  sequencerObserver?: SequencerObserver;
 }
 
 export class LeaderRole {
@@ -47,6 +49,7 @@ export class LeaderRole {
       compaction: { tombstonesPerAccount: config.publish.compactTombstonesPerAccount, tombstonesMin: config.publish.compactTombstonesMin, maxOverhead: config.publish.compactMaxOverhead },
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.logger ? { logger: opts.logger } : {}),
+      ...(opts.sequencerObserver ? { sequencerObserver: opts.sequencerObserver } : {}),
     });
     this.core = core;
     // A large first generation is written over many turns: served once it is whole.

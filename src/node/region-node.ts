@@ -13,10 +13,11 @@ import { dashboardHtml, dashboardScript } from '../replica/dashboard/page.js';
 import { signToken } from '../auth/tokens.js';
 import { tokenGate } from '../auth/rules.js';
 import { mountReadRoutes, type ReadLimits } from '../http/read-routes.js';
-import { requestError } from '../http/errors.js';
+import { errorCounter, requestError } from '../http/errors.js';
 import { listen, type RunningServer } from '../http/server.js';
 import { OverviewAggregator } from './cluster-view/overview.js';
 import { mountClusterView } from './cluster-view/routes.js';
+import { ReadNodeMetrics, mountMetrics } from './metrics.js';
 import type { NodeTarget } from './cluster-view/history.js';
 
 export interface ReadNodeOptions {
@@ -50,6 +51,8 @@ export class ReadNode extends Replica {
   private server: RunningServer | null = null;
   /** The cluster view (GET /v1/overview, /cluster): polls every node's status while watched. */
   readonly overview: OverviewAggregator;
+  /** Prometheus metrics (GET /metrics): this node's own registry. */
+  readonly metrics: ReadNodeMetrics;
 
   constructor(readonly nodeOpts: ReadNodeOptions) {
     super({
@@ -66,6 +69,9 @@ export class ReadNode extends Replica {
       ...(nodeOpts.logger ? { logger: nodeOpts.logger } : {}),
     });
     this.overview = new OverviewAggregator({ self: nodeOpts.region, targets: nodeOpts.clusterTargets ?? [] });
+    this.metrics = new ReadNodeMetrics(nodeOpts.region);
+    this.metrics.attach(() => ({ seq: this.seqFor({ kind: 'all' }), generation: this.generation(), status: this.status(), rooms: this.sync }));
+    this.on('swapped', this.metrics.onSwapped);
   }
 
   get url(): string {
@@ -82,6 +88,7 @@ export class ReadNode extends Replica {
     this.setClusterToken(await signToken(this.nodeOpts.secrets.clusterSecret, { sub: this.region, role: 'replica' }, 0));
     this.loadPersisted();
     const app = new Hono();
+    app.use('*', errorCounter(this.metrics.countError));
     app.get('/', (c) => c.redirect('/dashboard'));
     app.get('/dashboard', (c) => c.html(dashboardHtml(this.region)));
     app.get('/dashboard.js', async (c) => {
@@ -91,6 +98,7 @@ export class ReadNode extends Replica {
     });
     mountReadRoutes(app, this, this.nodeOpts.readLimits, this.nodeOpts.secrets);
     mountClusterView(app, this.overview, this.region);
+    mountMetrics(app, this.metrics.registry, this.metrics.refresh);
     app.get('/v1/sync/info', (c) => {
       const info = this.syncInfo();
       if (info === null) return requestError(c, 'seq_not_reached', 'read node has not synced any state yet', { seq: 0 });
@@ -101,6 +109,7 @@ export class ReadNode extends Replica {
       sync: this.sync,
       maxConnections: this.nodeOpts.maxConnections,
     });
+    this.metrics.trackServer(this.server.server);
     this.overview.setTarget(this.region, 'region', this.server.url);
     this.startDiscovery();
     return this;

@@ -15,7 +15,7 @@ import type { DomainConfig, Seq } from '../domain/types.js';
 import type { CommandLog } from '../log/command-log.js';
 import { SqliteCommandLog } from '../log/sqlite-log.js';
 import type { HashedMachine } from '../engine/hashed-machine.js';
-import { Sequencer, systemClock, type Clock, type CommittedBatch } from '../engine/sequencer.js';
+import { Sequencer, systemClock, type Clock, type CommittedBatch, type SequencerObserver } from '../engine/sequencer.js';
 import type { ReplicatedMachine } from '../replication/replicated-machine.js';
 import { openSingleNode } from '../replication/single-node.js';
 import type { Layout } from './layout.js';
@@ -52,6 +52,8 @@ export interface CoreOptions {
   firstGenerationSyncMax?: number;
   clock?: Clock;
   logger?: Logger;
+  /** Commit timings for metrics (passed to the sequencer). */
+  sequencerObserver?: SequencerObserver;
 }
 
 export const COMPACTION_DEFAULT = { tombstonesPerAccount: 8, tombstonesMin: 16_384, maxOverhead: 0.5 };
@@ -130,6 +132,7 @@ export class Core extends EventEmitter<{ committed: [CommittedBatch]; generation
       // Only the last step of a compaction holds new batches (until those in flight commit).
       hold: () => this.building?.done === true,
       onHalt: (err) => opts.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, 'sequencer stopped: this core takes no more writes'),
+      ...(opts.sequencerObserver ? { observer: opts.sequencerObserver } : {}),
     });
   }
 

@@ -50,6 +50,8 @@ export interface RaftOptions<E extends RaftEntry> {
   mayLead?: () => boolean;
   /** The log was reset to start after `base` (RESET from the leader): the state must come from a snapshot. */
   onReset?: (base: number) => void;
+  /** Leader: `peer` acknowledged an APPEND with entries `ms` after it was sent (metrics only). */
+  onAppendAcked?: (peer: NodeId, ms: number) => void;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -65,6 +67,8 @@ interface Progress {
   behindBase: boolean;
   /** Last seq of each APPEND in flight, ascending. */
   inflight: number[];
+  /** When each APPEND of `inflight` was sent (same order): its round trip, for onAppendAcked. */
+  inflightSentMs: number[];
   /** When match last advanced or the follower last answered: both count as life. */
   lastHeardMs: number;
   lastProgressMs: number;
@@ -531,7 +535,7 @@ export class RaftNode<E extends RaftEntry> {
   private becomeLeader(): void {
     const now = this.o.now();
     const next = this.o.storage.lastSeq() + 1;
-    this.progress = new Map(this.peers.map((p) => [p, { next, match: 0, mode: 'probe' as const, behindBase: false, inflight: [], lastHeardMs: now, lastProgressMs: now, probeSentMs: null }]));
+    this.progress = new Map(this.peers.map((p) => [p, { next, match: 0, mode: 'probe' as const, behindBase: false, inflight: [], inflightSentMs: [], lastHeardMs: now, lastProgressMs: now, probeSentMs: null }]));
     this.lastQuorumCheckMs = now;
     this.lastHeartbeatMs = now;
     this.leaderId = this.o.id;
@@ -706,6 +710,7 @@ export class RaftNode<E extends RaftEntry> {
   private toProbe(p: Progress): void {
     p.mode = 'probe';
     p.inflight = [];
+    p.inflightSentMs = [];
     p.next = p.match + 1;
     p.probeSentMs = null;
   }
@@ -745,6 +750,7 @@ export class RaftNode<E extends RaftEntry> {
         break;
       }
       p.inflight.push(to);
+      p.inflightSentMs.push(this.o.now());
       p.next = to + 1;
     }
     return sent;
@@ -773,8 +779,14 @@ export class RaftNode<E extends RaftEntry> {
         p.match = msg.match;
         p.lastProgressMs = now;
       }
-      while (p.inflight.length > 0 && p.inflight[0]! <= p.match) p.inflight.shift();
+      while (p.inflight.length > 0 && p.inflight[0]! <= p.match) {
+        p.inflight.shift();
+        const sentMs = p.inflightSentMs.shift()!;
+        this.o.onAppendAcked?.(from, now - sentMs);
+      }
       if (p.mode === 'probe') {
+        // A probe carrying entries is a round trip too (an empty one is only a heartbeat's).
+        if (p.probeSentMs !== null && p.next <= msg.match) this.o.onAppendAcked?.(from, now - p.probeSentMs);
         p.mode = 'replicate';
         p.probeSentMs = null;
         p.next = Math.max(p.next, p.match + 1);
