@@ -74,6 +74,14 @@ module.exports = {
       to: { path: '(^|/)node_modules/(better-sqlite3|hono|@hono/[^/]+|yjs|y-websocket|y-protocols|ws|lib0|pino)/' },
     },
     {
+      name: 'no-dev-deps-at-run-time',
+      comment:
+        'production installs omit devDependencies: what runs in node (src/ and the sim files the CLI uses) imports only `dependencies`. Exceptions: browser entries (client.ts, bundled ahead of time by `npm run build`) and dashboard/bundle.ts (loads esbuild only when running from source)',
+      severity: 'error',
+      from: { path: '^(src/|sim/(link-proxy|prng)\\.ts$)', pathNot: ['^src/.*/client\\.ts$', '^src/replica/dashboard/bundle\\.ts$', '\\.d\\.ts$'] },
+      to: { dependencyTypes: ['npm-dev', 'npm-no-pkg', 'npm-unknown'] },
+    },
+    {
       name: 'not-to-unresolvable',
       comment: 'every import resolves',
       severity: 'error',

@@ -51,7 +51,7 @@ const post = (body: unknown) =>
   fetch(`${coreUrl}/v1/commands`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: operator }, body: JSON.stringify(body) }).then((r) => r.arrayBuffer());
 const statusOf = async (url: string) => (await (await fetch(`${url}/v1/status`)).json()) as any;
 
-await procs.start(['--import', 'tsx', 'bin/statemirror.js', 'core', '--node', 'core-a', '--config', configPath], /(core node listening)/);
+await procs.start(['--import', 'tsx', 'src/cli/main.ts', 'core', '--node', 'core-a', '--config', configPath], /(core node listening)/);
 const ACCOUNTS = Math.max(...PAGES);
 for (let i = 0; i < ACCOUNTS; i += 200) {
   await post({ commands: Array.from({ length: Math.min(200, ACCOUNTS - i) }, (_, k) => ({ clientId: `d${i + k}`, type: 'deposit', account: `p${i + k}`, amount: 1_000_000_000 })) });

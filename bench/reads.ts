@@ -25,7 +25,7 @@ const config = parseConfig(raw);
 const coreUrl = `http://127.0.0.1:${raw.core.nodes[0]!.port}`;
 const token = await signToken(config.auth.jwtSecret, { sub: 'bench', role: 'operator' });
 try {
-  await procs.start(['--import', 'tsx', 'bin/statemirror.js', 'core', '--node', 'core-a', '--config', configPath], /(core node listening)/);
+  await procs.start(['--import', 'tsx', 'src/cli/main.ts', 'core', '--node', 'core-a', '--config', configPath], /(core node listening)/);
   const ids = Array.from({ length: ACCOUNTS }, (_, i) => `r${i}`);
   for (let i = 0; i < ids.length; i += 100) {
     const res = await fetch(`${coreUrl}/v1/commands`, {

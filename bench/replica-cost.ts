@@ -39,7 +39,7 @@ const auth = `Bearer ${await signToken(config.auth.jwtSecret, { sub: 'bench', ro
 const status = async (url: string) => (await (await fetch(`${url}/v1/status`, { headers: { authorization: auth } })).json()) as any;
 const cpuUs = (s: any) => s.process.cpuUserUs + s.process.cpuSystemUs;
 
-await procs.start(['--import', 'tsx', 'bin/statemirror.js', 'core', '--node', 'core-a', '--config', configPath, '--log-level', 'info'], /core node listening/);
+await procs.start(['--import', 'tsx', 'src/cli/main.ts', 'core', '--node', 'core-a', '--config', configPath, '--log-level', 'info'], /core node listening/);
 const deposits = Array.from({ length: ACCOUNTS }, (_, i) => ({ clientId: `d${i}`, type: 'deposit', account: `a${i}`, amount: 1_000_000_000 }));
 for (let i = 0; i < deposits.length; i += BATCH) {
   await fetch(`${coreUrl}/v1/commands`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ commands: deposits.slice(i, i + BATCH) }) });

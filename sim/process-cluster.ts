@@ -7,7 +7,8 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'statemirror.js');
+/** The CLI's TypeScript source, run through tsx: tests and bench never run a stale dist/ build. */
+const CLI = ['--import', 'tsx', join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.ts')];
 
 /** A free TCP port on loopback (bound then released; fine for tests on one machine). */
 export async function freePort(): Promise<number> {
@@ -47,6 +48,8 @@ export class CoreProcesses {
       /** Per node: peer name → the URL it dials (e.g. link proxies the test can partition). */
       peerUrls?: Record<string, Record<string, string>>;
       logLevel?: string;
+      /** Extra environment for the nodes (e.g. NODE_EXTRA_CA_CERTS for https/wss peers). */
+      env?: Record<string, string>;
     },
   ) {}
 
@@ -61,8 +64,9 @@ export class CoreProcesses {
   /** Spawns a node and resolves once it is listening (elections follow on their own). */
   start(name: string, timeoutMs = 30_000): Promise<void> {
     const peers = Object.entries(this.opts.peerUrls?.[name] ?? {}).flatMap(([peer, url]) => ['--peer', `${peer}=${url}`]);
-    const child = spawn(process.execPath, [BIN, 'core', '--node', name, '--config', this.opts.configPath, '--log-level', this.opts.logLevel ?? 'info', ...peers], {
+    const child = spawn(process.execPath, [...CLI, 'core', '--node', name, '--config', this.opts.configPath, '--log-level', this.opts.logLevel ?? 'info', ...peers], {
       stdio: ['ignore', 'ignore', 'pipe'],
+      ...(this.opts.env ? { env: { ...process.env, ...this.opts.env } } : {}),
     });
     this.children.set(name, child);
     this.stderr.set(name, '');

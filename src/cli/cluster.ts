@@ -24,6 +24,11 @@ export interface RegionNode {
 export interface RegionStartOptions {
   /** Where the region's upstream candidates listen (each core node, or the relay region). */
   upstreams: Array<{ host: string; port: number }>;
+  /**
+   * Real links instead: the upstream candidates' base URLs (http:// or https://, e.g. behind a
+   * TLS-terminating proxy), dialled directly with no simulated link (`replica --upstream URL`).
+   */
+  upstreamUrls?: string[];
   /** Override the configured port (tests use 0). */
   port?: number;
   /** Override the data dir; null for an in-memory node. */
@@ -38,7 +43,7 @@ export async function startRegion(config: Config, region: RegionConfig, opts: Re
   const link = linkFor(config, region);
   const proxies: LinkProxy[] = [];
   try {
-    for (const [i, up] of opts.upstreams.entries()) {
+    for (const [i, up] of (opts.upstreamUrls ? [] : opts.upstreams).entries()) {
       const proxy = new LinkProxy({
         name: `${region.upstream}${opts.upstreams.length > 1 ? `#${i}` : ''}->${region.name}`,
         targetHost: up.host,
@@ -57,7 +62,7 @@ export async function startRegion(config: Config, region: RegionConfig, opts: Re
   const dataDir = opts.dataDir === undefined ? (region.dataDir ?? join('data', region.name)) : opts.dataDir;
   const node = new ReadNode({
     region: region.name,
-    upstreamUrls: proxies.map((p) => `http://127.0.0.1:${p.port}`),
+    upstreamUrls: opts.upstreamUrls ?? proxies.map((p) => `http://127.0.0.1:${p.port}`),
     layout: { accountShards: config.publish.accountShards, markets: config.domain.markets.map((m) => m.symbol) },
     host: region.host,
     port: opts.port ?? region.port,

@@ -23,7 +23,10 @@ commands:
   up                      start the core and every region's read node (npm start)
   core [--node NAME]      start one core node of the Raft cluster in core.nodes (elections pick the leader)
        [--peer NAME=URL]  reach peer NAME at URL instead of its configured address (repeatable)
-  replica --region NAME   start one region's read node (its upstream must be running)
+  replica --region NAME   start one region's read node (its upstream must be running), reaching its
+                          upstream through the config's simulated link, or
+    [--upstream URL]      at URL over the real network (repeatable: each core node, or the relay
+                          region; http(s)://host[:port], e.g. a TLS proxy in front of it)
   status [--url URL]      print the cluster table (core nodes, regions, lag, events) from one node's
          [--watch]        GET /v1/overview (default: the first node of the config that answers);
                           --watch redraws it every second
@@ -81,6 +84,7 @@ async function main(argv: string[]): Promise<void> {
       region: { type: 'string' },
       node: { type: 'string' },
       peer: { type: 'string', multiple: true },
+      upstream: { type: 'string', multiple: true },
       // The primary/standby era's override: accepted, ignored (elections decide; a majority must be up).
       'force-primary': { type: 'boolean', default: false },
       role: { type: 'string' },
@@ -131,8 +135,11 @@ async function main(argv: string[]): Promise<void> {
     const region = config.regions.find((r) => r.name === values.region);
     if (!region) throw new Error(`--region must be one of: ${config.regions.map((r) => r.name).join(', ')}`);
     const upstreams = region.upstream === 'core' ? config.core.nodes : [config.regions.find((r) => r.name === region.upstream)!];
-    const node = await startRegion(config, region, { upstreams: upstreams.map((u) => ({ host: u.host, port: u.port })), logger });
-    logger.info({ region: region.name, url: node.url, upstream: region.upstream }, 'read node listening');
+    // --upstream URL: real links (no simulated latency), http or https (wss for the sync sockets).
+    for (const u of values.upstream ?? []) if (!/^https?:\/\/[^/\s]+\/?$/.test(u)) throw new Error('--upstream must be http(s)://host[:port] of a core node or of the relay region');
+    const upstreamUrls = values.upstream?.map((u) => u.replace(/\/$/, ''));
+    const node = await startRegion(config, region, { upstreams: upstreams.map((u) => ({ host: u.host, port: u.port })), ...(upstreamUrls ? { upstreamUrls } : {}), logger });
+    logger.info({ region: region.name, url: node.url, upstream: region.upstream, ...(upstreamUrls ? { upstreamUrls } : {}) }, 'read node listening');
     onShutdown(() => node.close(), logger);
     return;
   }

@@ -33,7 +33,7 @@ interface Up {
 
 /** Starts `up` and resolves with the URLs from its table and the printed tokens. */
 function startUp(configPath: string): Promise<Up> {
-  const child = spawn(process.execPath, ['bin/statemirror.js', 'up', '--config', configPath], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'up', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new Promise((resolve, reject) => {

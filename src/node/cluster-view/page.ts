@@ -3,23 +3,11 @@
 // second and redraws the tables, the lag chart and the event list without a reload.
 // Invariant: public and read-only, like /v1/status (it shows roles, positions and counts, never
 // account data or secrets).
-import { fileURLToPath } from 'node:url';
+import { browserBundle } from '../../replica/dashboard/bundle.js';
 
-const CLIENT = fileURLToPath(new URL('./client.ts', import.meta.url));
-let bundle: Promise<string> | null = null;
-
-/** The page's script: bundled once with esbuild (a devDependency, loaded on first use) and cached. */
+/** The page's script (./client.ts with uPlot): bundled on demand from source, prebuilt under dist/pages/ in a production install. */
 export function clusterScript(): Promise<string> {
-  bundle ??= import('esbuild')
-    .then(({ build }) => build({ entryPoints: [CLIENT], bundle: true, format: 'esm', platform: 'browser', target: 'es2020', minify: true, write: false }))
-    .then(
-      (r) => r.outputFiles[0]!.text,
-      (err: unknown) => {
-        bundle = null; // let a later request retry
-        throw err;
-      },
-    );
-  return bundle;
+  return browserBundle('cluster', new URL('./client.ts', import.meta.url));
 }
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

@@ -1,21 +1,10 @@
-// Serves the regional dashboard: an HTML shell and its script, bundled once from ./client.ts with
-// esbuild (cached in memory; the bundle is the same for every request).
+// Serves the regional dashboard: an HTML shell and its script (./client.ts, bundled by bundle.ts:
+// on demand from source, prebuilt under dist/pages/ in a production install).
 // Invariant: the page only reads (its rooms are read-only and gated by the same tokens as HTTP).
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
-
-const CLIENT = fileURLToPath(new URL('./client.ts', import.meta.url));
-let bundle: Promise<string> | null = null;
+import { browserBundle } from './bundle.js';
 
 export function dashboardScript(): Promise<string> {
-  bundle ??= build({ entryPoints: [CLIENT], bundle: true, format: 'esm', platform: 'browser', target: 'es2020', minify: true, write: false }).then(
-    (r) => r.outputFiles[0]!.text,
-    (err: unknown) => {
-      bundle = null; // let a later request retry
-      throw err;
-    },
-  );
-  return bundle;
+  return browserBundle('dashboard', new URL('./client.ts', import.meta.url));
 }
 
 export function dashboardHtml(region: string): string {
