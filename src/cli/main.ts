@@ -24,9 +24,9 @@ commands:
   core [--node NAME]      start one core node of the Raft cluster in core.nodes (elections pick the leader)
        [--peer NAME=URL]  reach peer NAME at URL instead of its configured address (repeatable)
   replica --region NAME   start one region's read node (its upstream must be running), reaching its
-                          upstream through the config's simulated link, or
-    [--upstream URL]      at URL over the real network (repeatable: each core node, or the relay
-                          region; http(s)://host[:port], e.g. a TLS proxy in front of it)
+                          upstream through the config's simulated link, or over the real network
+    [--upstream URL]      at URL (repeatable: each core node, or the relay region; http(s)://host[:port],
+                          e.g. a TLS proxy in front of it), or at the upstreams' configured \`url\`s
   status [--url URL]      print the cluster table (core nodes, regions, lag, events) from one node's
          [--watch]        GET /v1/overview (default: the first node of the config that answers);
                           --watch redraws it every second
@@ -135,9 +135,11 @@ async function main(argv: string[]): Promise<void> {
     const region = config.regions.find((r) => r.name === values.region);
     if (!region) throw new Error(`--region must be one of: ${config.regions.map((r) => r.name).join(', ')}`);
     const upstreams = region.upstream === 'core' ? config.core.nodes : [config.regions.find((r) => r.name === region.upstream)!];
-    // --upstream URL: real links (no simulated latency), http or https (wss for the sync sockets).
+    // Real links (no simulated latency), http or https (wss for the sync sockets): --upstream URL,
+    // else the upstreams' configured `url`s when every one has one (docs/deploy.md).
     for (const u of values.upstream ?? []) if (!/^https?:\/\/[^/\s]+\/?$/.test(u)) throw new Error('--upstream must be http(s)://host[:port] of a core node or of the relay region');
-    const upstreamUrls = values.upstream?.map((u) => u.replace(/\/$/, ''));
+    const configured = upstreams.every((u) => u.url !== undefined) ? upstreams.map((u) => u.url!) : undefined;
+    const upstreamUrls = values.upstream?.map((u) => u.replace(/\/$/, '')) ?? configured;
     const node = await startRegion(config, region, { upstreams: upstreams.map((u) => ({ host: u.host, port: u.port })), ...(upstreamUrls ? { upstreamUrls } : {}), logger });
     logger.info({ region: region.name, url: node.url, upstream: region.upstream, ...(upstreamUrls ? { upstreamUrls } : {}) }, 'read node listening');
     onShutdown(() => node.close(), logger);

@@ -8,6 +8,15 @@ import { boundsProblem, resolveRisk } from '../domain/risk.js';
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lowercase letters, digits and dashes');
+/**
+ * How the other nodes (and `statemirror status`) reach a node, when that is not http://host:port —
+ * host and port are where it listens: e.g. https://core-a.example.com behind a TLS-terminating
+ * proxy (then its links are https/wss). docs/deploy.md.
+ */
+const url = z
+  .string()
+  .regex(/^https?:\/\/[^/\s?#]+$/, 'http(s)://host[:port], no path or trailing slash')
+  .optional();
 
 export const LinkSchema = z.strictObject({
   from: z.string(),
@@ -24,7 +33,7 @@ export const ConfigSchema = z.strictObject({
      * 3 nodes survive one failure, 5 survive two, 2 survive none (both are needed), 1 runs alone.
      */
     nodes: z
-      .array(z.strictObject({ name, host: z.string().default('127.0.0.1'), port: int(0, 65535), dataDir: z.string() }))
+      .array(z.strictObject({ name, host: z.string().default('127.0.0.1'), port: int(0, 65535), url, dataDir: z.string() }))
       .min(1)
       .max(9),
     maxBatch: int(1, 100_000).default(1024),
@@ -169,6 +178,7 @@ export const ConfigSchema = z.strictObject({
         name,
         host: z.string().default('127.0.0.1'),
         port: int(0, 65535),
+        url,
         upstream: z.string(),
         dataDir: z.string().optional(),
       }),
@@ -279,6 +289,11 @@ export function pathLatencyMs(config: Config, region: RegionConfig): number {
     r = up === 'core' ? undefined : config.regions.find((x) => x.name === up);
   }
   return total;
+}
+
+/** Where the other nodes reach a configured node: its `url`, else http://host:port. */
+export function nodeUrl(n: { host: string; port: number; url?: string | undefined }): string {
+  return n.url ?? `http://${n.host}:${n.port}`;
 }
 
 export const DEFAULT_CONFIG_PATH = 'regions.config.json';

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Config } from '../config/schema.js';
+import { nodeUrl, type Config } from '../config/schema.js';
 import { createCoreApp } from '../http/write-routes.js';
 import { OrderSessionServer } from '../http/order-session.js';
 import { listen, type RunningServer } from '../http/server.js';
@@ -82,7 +82,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     const me = opts.nodeName ? nodes.find((n) => n.name === opts.nodeName) : nodes[0];
     if (!me) throw new Error(`no core node named ${opts.nodeName}; configured: ${nodes.map((n) => n.name).join(', ')}`);
     this.name = me.name;
-    this.peerUrls = new Map(nodes.filter((n) => n.name !== me.name).map((n) => [n.name, opts.peerUrls?.[n.name] ?? `http://${n.host}:${n.port}`]));
+    this.peerUrls = new Map(nodes.filter((n) => n.name !== me.name).map((n) => [n.name, opts.peerUrls?.[n.name] ?? nodeUrl(n)]));
     this.overview = new OverviewAggregator({ self: me.name, targets: configTargets(config).map((t) => ({ ...t, url: this.peerUrls.get(t.name) ?? t.url })) });
     const metrics = (this.metrics = new CoreMetrics(me.name));
     this.log = new SqliteCommandLog(join(opts.dataDir ?? me.dataDir, 'log.db'), {
@@ -199,7 +199,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       lastEpoch: this.log.epochAt(this.log.lastSeq()) ?? 0,
       stateHash: core?.stateHash ?? this.replicated.machine.stateHash,
       leader,
-      leaderUrl: leader === null ? null : leader === this.name ? this.server?.url ?? null : this.peerUrls.get(leader) ?? null,
+      leaderUrl: leader === null ? null : leader === this.name ? (this.config.core.nodes.find((n) => n.name === this.name)?.url ?? this.server?.url ?? null) : this.peerUrls.get(leader) ?? null,
       raft: {
         role: raft.role,
         clusterId: raft.clusterId,

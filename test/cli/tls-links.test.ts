@@ -1,14 +1,14 @@
 // Every link over TLS, as docs/deploy.md sets it up: each node behind a TLS-terminating proxy (here
 // a node:tls server with a self-signed certificate made by openssl at test time, trusted by the
-// nodes through NODE_EXTRA_CA_CERTS). Two core processes reach each other only at https:// URLs
-// (`--peer NAME=https://…`, so the Raft link is wss://), and a read node process reaches both only
-// at https:// URLs (`replica --upstream https://…`: discovery over https, generation sync over
-// wss). A two-node core commits only with both, so an acknowledged write proves the wss Raft link;
+// nodes through NODE_EXTRA_CA_CERTS). Each core node's `url` in the config is its proxy's https://
+// address, so two core processes reach each other only there (the Raft link is wss://), and a read
+// node process started with no flags reaches both only there too (discovery over https,
+// generation sync over wss; `replica --upstream https://…` does the same from the command line). A two-node core commits only with both, so an acknowledged write proves the wss Raft link;
 // reading it back from the read node proves its https/wss upstream.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { join } from 'node:path';
 import { EMBEDDED_DEFAULTS, parseConfig } from '../../src/config/schema.js';
@@ -17,6 +17,7 @@ import { accountToken, get, operatorToken, post, tempDir } from '../e2e/helpers.
 
 const dir = tempDir('sm-tls-');
 const servers: TlsServer[] = [];
+const sockets = new Set<Socket>();
 let cores: CoreProcesses | null = null;
 let reader: ChildProcess | null = null;
 afterAll(async () => {
@@ -26,6 +27,8 @@ afterAll(async () => {
     await exited;
   }
   await cores?.stopAll();
+  // close() waits for open connections: cut the proxied ones first.
+  for (const s of sockets) s.destroy();
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   rmSync(dir, { recursive: true, force: true });
 });
@@ -45,6 +48,10 @@ async function tlsProxy(key: Buffer, cert: Buffer, targetPort: number): Promise<
   const server = createTlsServer({ key, cert }, (client) => {
     sessions++;
     const upstream = connect(targetPort, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.once('close', () => sockets.delete(s));
+    }
     client.pipe(upstream).pipe(client);
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
@@ -62,27 +69,35 @@ describe('links over TLS (https/wss through a TLS-terminating proxy)', () => {
     const [key, cert] = [readFileSync(keyPath), readFileSync(certPath)];
     const env = { NODE_EXTRA_CA_CERTS: certPath };
 
+    const corePorts = [await freePort(), await freePort()];
+    const [a, b] = [await tlsProxy(key, cert, corePorts[0]!), await tlsProxy(key, cert, corePorts[1]!)];
+    const httpsA = `https://localhost:${a.port}`;
+    const httpsB = `https://localhost:${b.port}`;
     const raw = structuredClone(EMBEDDED_DEFAULTS) as any;
-    raw.core.nodes = [];
-    for (const name of ['core-a', 'core-b']) raw.core.nodes.push({ name, host: '127.0.0.1', port: await freePort(), dataDir: join(dir, name) });
+    raw.core.nodes = [
+      { name: 'core-a', host: '127.0.0.1', port: corePorts[0], url: httpsA, dataDir: join(dir, 'core-a') },
+      { name: 'core-b', host: '127.0.0.1', port: corePorts[1], url: httpsB, dataDir: join(dir, 'core-b') },
+    ];
     raw.regions = [{ name: 'near', host: '127.0.0.1', port: await freePort(), upstream: 'core', dataDir: join(dir, 'near') }];
     raw.links = [{ from: 'core', to: 'near', latencyMs: 0 }];
     const configPath = join(dir, 'config.json');
     writeFileSync(configPath, JSON.stringify(raw));
     const config = parseConfig(raw);
 
-    const [a, b] = [await tlsProxy(key, cert, raw.core.nodes[0].port), await tlsProxy(key, cert, raw.core.nodes[1].port)];
-    const httpsA = `https://localhost:${a.port}`;
-    const httpsB = `https://localhost:${b.port}`;
     cores = new CoreProcesses({
       configPath,
-      urls: { 'core-a': `http://127.0.0.1:${raw.core.nodes[0].port}`, 'core-b': `http://127.0.0.1:${raw.core.nodes[1].port}` },
-      peerUrls: { 'core-a': { 'core-b': httpsB }, 'core-b': { 'core-a': httpsA } },
+      // The test polls each node's status directly; the nodes themselves use the configured urls.
+      urls: { 'core-a': `http://127.0.0.1:${corePorts[0]}`, 'core-b': `http://127.0.0.1:${corePorts[1]}` },
       env,
     });
     await Promise.all([cores.start('core-a'), cores.start('core-b')]);
     const leader = await cores.waitFor((s) => s.role === 'primary', 30_000, 'a leader elected over the wss links');
     expect(a.sessions() + b.sessions()).toBeGreaterThan(0);
+    // A write's leader hint is the leader's configured url.
+    const follower = leader.node === 'core-a' ? 'core-b' : 'core-a';
+    const hint = await post(`${cores.url(follower)}/v1/commands`, { clientId: 'tls-0', type: 'deposit', account: 'alice', amount: 1 }, await operatorToken(config));
+    expect(hint.status).toBe(503);
+    expect(hint.body.error.leaderUrl).toBe(leader.node === 'core-a' ? httpsA : httpsB);
 
     const operator = await operatorToken(config);
     const write = await post(`${cores.url(leader.node)}/v1/commands`, { clientId: 'tls-1', type: 'deposit', account: 'alice', amount: 4242 }, operator);
@@ -90,7 +105,7 @@ describe('links over TLS (https/wss through a TLS-terminating proxy)', () => {
     const seq = write.body.seq as number;
     expect(seq).toBeGreaterThan(0);
 
-    reader = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'replica', '--config', configPath, '--region', 'near', '--upstream', httpsA, '--upstream', `${httpsB}/`], {
+    reader = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'replica', '--config', configPath, '--region', 'near'], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, ...env },
     });

@@ -2,7 +2,7 @@
 // topologies (cycles, missing links, unknown upstreams, unknown fields) are refused with reasons.
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { ConfigError, EMBEDDED_DEFAULTS, parseConfig, pathLatencyMs } from '../../src/config/schema.js';
+import { ConfigError, EMBEDDED_DEFAULTS, nodeUrl, parseConfig, pathLatencyMs } from '../../src/config/schema.js';
 
 const committed = () => JSON.parse(readFileSync('regions.config.json', 'utf8'));
 
@@ -60,5 +60,19 @@ describe('configs from the primary/standby era', () => {
     const gap = structuredClone(EMBEDDED_DEFAULTS) as any;
     gap.domain.risk = { maintenanceMarginBps: 500, priceBandBps: 400 };
     expect(() => parseConfig(gap)).toThrow(/2 × priceBandBps/);
+  });
+
+  it('a node is reached at its url when it has one (a TLS proxy in front), else at http://host:port', () => {
+    const raw = structuredClone(EMBEDDED_DEFAULTS) as any;
+    raw.core.nodes[0].url = 'https://core-a.example.com';
+    raw.regions[0].url = 'https://us-east.example.com:8443';
+    const config = parseConfig(raw);
+    expect(nodeUrl(config.core.nodes[0]!)).toBe('https://core-a.example.com');
+    expect(nodeUrl(config.core.nodes[1]!)).toBe('http://127.0.0.1:7701');
+    expect(nodeUrl(config.regions[0]!)).toBe('https://us-east.example.com:8443');
+    for (const bad of ['core-a.example.com', 'https://core-a.example.com/', 'https://x/path', 'ftp://x']) {
+      raw.core.nodes[0].url = bad;
+      expect(() => parseConfig(raw), bad).toThrow(/core\.nodes\.0\.url/);
+    }
   });
 });

@@ -7,7 +7,7 @@
 // Invariants: bounded — at most maxTargets nodes, `concurrency` requests in flight, each with a
 // timeout and a capped body, one poll at a time; addresses come from the config and are
 // overridden by setTarget() (startCluster feeds ephemeral ports once every node is bound).
-import type { Config } from '../../config/schema.js';
+import { nodeUrl, type Config } from '../../config/schema.js';
 import { ClusterHistory, type ClusterHistoryOptions, type ClusterSnapshot, type NodeKind, type NodeTarget, type PollResult } from './history.js';
 
 export interface Overview extends ClusterSnapshot {
@@ -39,11 +39,11 @@ export interface OverviewOptions {
 
 export const MAX_TARGETS = 128;
 
-/** Every node the config names, at its configured address (core nodes first, then regions). */
+/** Every node the config names, at its configured address (`url`, else http://host:port; core nodes first, then regions). */
 export function configTargets(config: Config): NodeTarget[] {
   return [
-    ...config.core.nodes.map((n) => ({ name: n.name, kind: 'core' as const, url: `http://${n.host}:${n.port}` })),
-    ...config.regions.map((r) => ({ name: r.name, kind: 'region' as const, url: `http://${r.host}:${r.port}` })),
+    ...config.core.nodes.map((n) => ({ name: n.name, kind: 'core' as const, url: nodeUrl(n) })),
+    ...config.regions.map((r) => ({ name: r.name, kind: 'region' as const, url: nodeUrl(r) })),
   ];
 }
 
