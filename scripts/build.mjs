@@ -82,8 +82,17 @@ if (mode !== '' && hash !== null && existsSync(HASH_FILE) && readFileSync(HASH_F
 
 const started = Date.now();
 rmSync(HASH_FILE, { force: true });
-// tsc from this package's typescript (not whatever is on PATH).
-execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: 'inherit' });
+// tsc from this package's typescript (not whatever is on PATH). It emits even when it finds type
+// errors: then `npm run build` fails, while --if-stale (npm install, npm start) warns and goes on
+// without recording the hash, so the next run rebuilds; `npm test` reports the errors either way.
+let typeErrors = false;
+try {
+  execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: 'inherit' });
+} catch (err) {
+  if (!existsSync(join(DIST, 'src', 'cli', 'main.js'))) throw err;
+  typeErrors = true;
+  process.stderr.write('build: tsc reported errors (above); dist/ was emitted anyway\n');
+}
 
 const { build } = await import('esbuild');
 mkdirSync(join(DIST, 'pages'), { recursive: true });
@@ -95,7 +104,9 @@ for (const [name, src] of Object.entries(PAGES)) {
   }
   await build({ ...BUNDLE_OPTIONS, entryPoints: [entry], outfile: join(DIST, 'pages', `${name}.js`), logLevel: 'warning' });
 }
-writeFileSync(HASH_FILE, `${hash}\n`);
+if (typeErrors) {
+  if (mode === '') process.exit(1);
+} else writeFileSync(HASH_FILE, `${hash}\n`);
 const size = (f) => `${(statSync(f).size / 1024).toFixed(0)} KiB`;
 const pages = Object.keys(PAGES)
   .map((n) => join(DIST, 'pages', `${n}.js`))
