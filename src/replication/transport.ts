@@ -179,7 +179,9 @@ export class ClusterTransport {
     const peer = req.headers[NODE_HEADER];
     const refuse = (status: string, why: string) => {
       this.o.log?.('warn', 'cluster peer refused', { remote: req.socket.remoteAddress, why });
-      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n${JSON.stringify({ error: { code: why, message: why } })}`);
+      const body = JSON.stringify({ error: { code: why, message: why } });
+      socket.on('error', () => {});
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     };
     if (!authorizedPeer(req, this.o.clusterSecret)) {
       refuse('401 Unauthorized', 'bad_cluster_secret');
