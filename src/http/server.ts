@@ -3,8 +3,10 @@
 // Invariants: connections beyond maxConnections get 429 too_many_connections; WebSocket upgrades
 // go to the upgrade handlers passed in (the cluster link) or the rooms (passed in, /sync/...),
 // anything else gets 404; requests Node's own parser refuses (oversized headers, bad chunking,
-// conflicting lengths, an unknown Expect) get the same {"error":{code,message}} JSON as every other
-// error; close() closes the rooms and every connection.
+// conflicting lengths, an unknown Expect), a missing Host, CONNECT, a URL the adapter can't read and
+// a handshake ws would refuse (checked here first: ws answers text/html) get the same
+// {"error":{code,message}} JSON as every other error; a raw answer on a socket never splices into
+// the answers to requests pipelined before it; close() closes the rooms and every connection.
 import { getRequestListener } from '@hono/node-server';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import * as ws from 'ws';

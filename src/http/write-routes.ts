@@ -265,6 +265,12 @@ export function createCoreApp(opts: CoreAppOptions): Hono {
   mountReadRoutes(app, coreReadModel(getCore, opts.region, opts.layout, describe), opts.readLimits, opts.secrets);
   app.notFound((c) => requestError(c, 'not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c: Context) => {
+    // The body broke off (bad chunk framing, which the parser has already answered, or the client
+    // went away): the client's doing, not a node fault, so neither logged as one nor counted internal.
+    if ((err as NodeJS.ErrnoException).code === 'ECONNRESET') {
+      markError(c, 'request_aborted');
+      return c.json(errorBody('request_aborted', 'the request broke off before its body ended'), 400);
+    }
     opts.logger?.error({ err }, 'unhandled error');
     markError(c, 'internal');
     return c.json(errorBody('internal', 'internal error'), 500);

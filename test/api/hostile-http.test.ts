@@ -4,8 +4,10 @@
 // limit, pipelined requests ending in a malformed one, and WebSocket upgrades with bad handshakes
 // or credentials on every WS path. Every 4xx/5xx must carry {"error":{code,message}} as
 // application/json, whoever answered it (hono, Node's parser, the ws library, an upgrade handler);
-// a socket closed with no answer at all is a failure. Afterwards both nodes still serve status and
-// the log holds no write. The seed is printed; SIM_SEED=<n> reproduces a run.
+// a socket closed with no answer at all is a failure; answers to pipelined requests come whole and
+// in order. Afterwards both nodes still serve status, the log holds no write, and no request was
+// counted as an internal error. The seed is printed; SIM_SEED=<n> reproduces a run
+// (HOSTILE_LABEL=<n> prints n bytes of each failing request).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
 import { rmSync } from 'node:fs';
@@ -347,5 +349,7 @@ describe('hostile raw HTTP requests', () => {
     expect(after.status).toBe(200);
     expect(after.body.seq).toBe(before.body.seq);
     expect((await get(`${near.url}/v1/status`)).status).toBe(200);
+    // Nothing the generator sent was taken for a fault of the node.
+    for (const url of [core.url, near.url]) expect(await (await fetch(`${url}/metrics`)).text()).not.toMatch(/rejects_total\{code="internal"/);
   }, 60_000);
 });

@@ -72,6 +72,7 @@ describe("requests Node's own parser refuses", () => {
   it('still answer the JSON error shape with a reason code', async () => {
     const app = new Hono();
     app.post('/echo', async (c) => c.text(await c.req.text()));
+    app.get('/ping', (c) => c.text('pong'));
     server = await listen(app, '127.0.0.1', 0);
     const cases: Array<[string, number, string]> = [
       [`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(70_000)}\r\n\r\n`, 431, 'headers_too_large'],
@@ -80,6 +81,13 @@ describe("requests Node's own parser refuses", () => {
       ['GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-banana\r\n\r\n', 417, 'expectation_failed'],
       ['BREW / HTTP/1.1\r\nHost: x\r\n\r\n', 400, ''],
       ['GET /sync/x/y HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', 404, 'not_found'],
+      // Handshakes ws would refuse with text/html are refused here first, as JSON.
+      ['GET /sync/x/y HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n', 400, 'bad_websocket_key'],
+      ['GET /sync/x/y HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 12\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', 400, 'bad_websocket_version'],
+      ['POST /sync/x/y HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', 405, 'method_not_allowed'],
+      ['CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n', 405, 'method_not_allowed'],
+      ['GET /ping HTTP/1.1\r\n\r\n', 400, 'missing_host'],
+      ['GET http://[bad/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 400, 'bad_url'],
     ];
     for (const [bytes, status, code] of cases) {
       const answer = await raw(server.port, bytes);
@@ -89,5 +97,26 @@ describe("requests Node's own parser refuses", () => {
       expect(typeof body.error.message).toBe('string');
       if (code) expect(body.error.code).toBe(code);
     }
+  });
+});
+
+describe('a malformed request pipelined behind good ones', () => {
+  it('is answered after them, in order, and HTTP/1.0 without Host is served', async () => {
+    const app = new Hono();
+    // Slow answers: the parser meets the bad request while these are still being written.
+    app.get('/slow/:n', async (c) => {
+      await new Promise((r) => setImmediate(r));
+      return c.text(`slow ${c.req.param('n')}`);
+    });
+    server = await listen(app, '127.0.0.1', 0);
+    for (const bad of ['BREW / HTTP/1.1\r\nHost: x\r\n\r\n', 'CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n', 'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n']) {
+      const answer = await raw(server.port, `GET /slow/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /slow/2 HTTP/1.1\r\nHost: x\r\n\r\n${bad}`);
+      const statuses = [...answer.matchAll(/HTTP\/1.1 (\d{3})/g)].map((m) => m[1]);
+      expect(statuses.slice(0, 2), bad).toEqual(['200', '200']);
+      expect(answer.indexOf('slow 1')).toBeLessThan(answer.indexOf('slow 2'));
+      expect(statuses).toHaveLength(3);
+      expect(JSON.parse(answer.slice(answer.lastIndexOf('\r\n\r\n') + 4)).error.code).toMatch(/^bad_|method_not_allowed/);
+    }
+    expect(await raw(server.port, 'GET /slow/3 HTTP/1.0\r\n\r\n')).toContain('slow 3');
   });
 });
