@@ -97,21 +97,30 @@ export async function listen(
   app: Hono,
   host: string,
   port: number,
-  opts: { sync?: SyncServer; upgrades?: () => UpgradeHandler[]; maxConnections?: number } = {},
+  opts: {
+    sync?: SyncServer;
+    upgrades?: () => UpgradeHandler[];
+    maxConnections?: number;
+    /** Counts each error code answered here, outside the app (the metrics' rejects by code). */
+    countError?: (code: string) => void;
+  } = {},
 ): Promise<RunningServer> {
+  const count = opts.countError ?? (() => {});
   const handle = getRequestListener(app.fetch, {
     // HTTP/1.0 may omit Host; routes only read the path, so any name will do to build the URL.
     hostname: 'localhost',
     // A request target hono's adapter cannot turn into a URL (a bad absolute URL) or a throw that
     // escaped the app: still the error shape, never the adapter's empty 400/500.
-    errorHandler: (err) =>
-      err instanceof Error && err.name === 'RequestError'
-        ? jsonError(400, 'bad_url', `the request target could not be read (${err.message})`)
-        : jsonError(500, 'internal_error', 'the request failed inside this node'),
+    errorHandler: (err) => {
+      const bad = err instanceof Error && err.name === 'RequestError';
+      count(bad ? 'bad_url' : 'internal');
+      return bad ? jsonError(400, 'bad_url', `the request target could not be read (${err.message})`) : jsonError(500, 'internal', 'the request failed inside this node');
+    },
   });
   // requireHostHeader off: Node would answer a missing Host with an empty 400; this answers JSON.
   const server = createServer({ requireHostHeader: false }, (req: IncomingMessage, res: ServerResponse) => {
     if (req.headers.host === undefined && req.httpVersion === '1.1') {
+      count('missing_host');
       const body = JSON.stringify({ error: { code: 'missing_host', message: 'an HTTP/1.1 request needs a Host header' } });
       res.writeHead(400, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
       return;
@@ -127,6 +136,7 @@ export async function listen(
     let open = 0;
     server.on('connection', (socket) => {
       if (open >= max) {
+        count('too_many_connections');
         socket.on('error', () => {});
         socket.end(refusal);
         return;
@@ -152,18 +162,21 @@ export async function listen(
     if (refused.has(socket)) return;
     refused.add(socket);
     const [status, code] = PARSER_ERRORS[err.code ?? ''] ?? [400, 'bad_request'];
+    count(code);
     afterEarlierAnswers(socket, () => {
       if (socket.writable) socket.end(rawError(status, code, `the request could not be parsed (${err.code ?? 'parse error'})`));
       else socket.destroy();
     });
   });
   server.on('checkExpectation', (_req, res) => {
+    count('expectation_failed');
     const body = JSON.stringify({ error: { code: 'expectation_failed', message: 'only Expect: 100-continue is supported' } });
     res.writeHead(417, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
   });
   // CONNECT (a proxy request): without a listener Node would drop the socket without a word.
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => {});
+    count('method_not_allowed');
     afterEarlierAnswers(socket, () => socket.end(rawError(405, 'method_not_allowed', 'this node is not a proxy: CONNECT is not supported', 'Allow: GET, POST\r\n')));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -172,11 +185,15 @@ export async function listen(
       if (socket.destroyed) return;
       const problem = handshakeProblem(req);
       if (problem) {
+        count(problem[1]);
         socket.end(rawError(problem[0], problem[1], problem[2], problem[3]));
         return;
       }
       const handlers: UpgradeHandler[] = [...(opts.upgrades?.() ?? []), ...(opts.sync ? [opts.sync] : [])];
-      if (!handlers.some((h) => h.handleUpgrade(req, socket, head))) socket.end(rawError(404, 'not_found', `no WebSocket endpoint at ${new URL(req.url ?? '/', 'http://x').pathname}`));
+      if (!handlers.some((h) => h.handleUpgrade(req, socket, head))) {
+        count('not_found');
+        socket.end(rawError(404, 'not_found', `no WebSocket endpoint at ${new URL(req.url ?? '/', 'http://x').pathname}`));
+      }
     });
   });
   await new Promise<void>((resolve, reject) => {

@@ -299,6 +299,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
       sync: this.sync,
       upgrades: () => [this.transport, sessions],
       maxConnections: config.core.maxConnections,
+      countError: this.metrics.countError,
     });
     this.metrics.trackServer(this.server.server);
     this.overview.setTarget(this.name, 'core', this.server.url);

@@ -13,7 +13,7 @@ import { dashboardHtml, dashboardScript } from '../replica/dashboard/page.js';
 import { signToken } from '../auth/tokens.js';
 import { tokenGate } from '../auth/rules.js';
 import { mountReadRoutes, type ReadLimits } from '../http/read-routes.js';
-import { errorCounter, requestError } from '../http/errors.js';
+import { errorBody, errorCounter, markError, requestError } from '../http/errors.js';
 import { listen, type RunningServer } from '../http/server.js';
 import { OverviewAggregator } from './cluster-view/overview.js';
 import { mountClusterView } from './cluster-view/routes.js';
@@ -105,9 +105,16 @@ export class ReadNode extends Replica {
       return c.json(info);
     });
     app.notFound((c) => requestError(c, 'not_found', `no route ${c.req.method} ${c.req.path}`));
+    // A throw in a route still answers the error shape (hono's default is a text/plain 500).
+    app.onError((err, c) => {
+      this.nodeOpts.logger?.error({ err, region: this.region }, 'unhandled error');
+      markError(c, 'internal');
+      return c.json(errorBody('internal', 'internal error'), 500);
+    });
     this.server = await listen(app, this.nodeOpts.host ?? '127.0.0.1', this.nodeOpts.port ?? 0, {
       sync: this.sync,
       maxConnections: this.nodeOpts.maxConnections,
+      countError: this.metrics.countError,
     });
     this.metrics.trackServer(this.server.server);
     this.overview.setTarget(this.region, 'region', this.server.url);
