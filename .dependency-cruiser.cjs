@@ -1,7 +1,8 @@
 // Dependency rules for statemirror, checked by `npm run depcruise` (part of `npm test`).
 // The layers of src/, bottom to top; a folder may import only from folders below it (and itself):
 //
-//   domain → config → log → engine → replication → publish → rooms → replica → auth → http → node → cli
+//   domain → config → log → engine → replication → publish → rooms → replica → auth → http → node → cli → client
+//   (client is statemirror/client, the library applications import: it may import only domain types and itself.)
 //
 // - domain is pure: no node:* builtins, no better-sqlite3, hono, yjs, ws (time arrives in the envelope).
 // - config only describes and validates regions.config.json; it may import domain and nothing else.
@@ -10,7 +11,7 @@
 //   the local simulated cluster through link proxies) may import sim/link-proxy.ts and sim/prng.ts.
 // - no cycles between files anywhere.
 /* eslint-disable */
-const LAYERS = ['domain', 'config', 'log', 'engine', 'replication', 'publish', 'rooms', 'replica', 'auth', 'http', 'node', 'cli'];
+const LAYERS = ['domain', 'config', 'log', 'engine', 'replication', 'publish', 'rooms', 'replica', 'auth', 'http', 'node', 'cli', 'client'];
 
 /** One rule per layer: it may not import any layer above it. */
 const layerRules = LAYERS.slice(0, -1).map((layer, i) => ({
@@ -74,11 +75,18 @@ module.exports = {
       to: { path: '(^|/)node_modules/(better-sqlite3|hono|@hono/[^/]+|yjs|y-websocket|y-protocols|ws|lib0|pino)/' },
     },
     {
+      name: 'client-stays-light',
+      comment: 'src/client (statemirror/client) is what applications import: only the domain types and itself, never the server (log, engine, replication, publish, rooms, replica, auth, http, node, cli)',
+      severity: 'error',
+      from: { path: '^src/client/' },
+      to: { path: '^src/(?!(client|domain)/)' },
+    },
+    {
       name: 'no-dev-deps-at-run-time',
       comment:
         'production installs omit devDependencies: what runs in node (src/ and the sim files the CLI uses) imports only `dependencies`. Exceptions: browser entries (client.ts, bundled ahead of time by `npm run build`) and dashboard/bundle.ts (loads esbuild only when running from source)',
       severity: 'error',
-      from: { path: '^(src/|sim/(link-proxy|prng)\\.ts$)', pathNot: ['^src/.*/client\\.ts$', '^src/replica/dashboard/bundle\\.ts$', '\\.d\\.ts$'] },
+      from: { path: '^(src/|sim/(link-proxy|prng)\\.ts$)', pathNot: ['^src/(replica/dashboard|node/cluster-view)/client\\.ts$', '^src/replica/dashboard/bundle\\.ts$', '\\.d\\.ts$'] },
       to: { dependencyTypes: ['npm-dev', 'npm-no-pkg', 'npm-unknown'] },
     },
     {

@@ -39,6 +39,9 @@ echo "check-prod-install: npm ci --omit=dev (builds better-sqlite3 from source)"
 for dev in typescript tsx esbuild vitest hdr-histogram-js; do
   [ ! -e "$APP/node_modules/$dev" ] || fail "devDependency $dev was installed by npm ci --omit=dev"
 done
+# The client library loads from the production install through the package's exports map.
+(cd "$APP" && node -e "import('statemirror/client').then((m) => { if (typeof m.StatemirrorClient !== 'function') process.exit(1); })") || fail "import('statemirror/client')"
+[ -f "$APP/dist/src/client/index.d.ts" ] || fail "the package has no types for statemirror/client"
 
 free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
 CORE_PORT=$(free_port)
