@@ -32,6 +32,8 @@ import { processStats } from '../replica/replica.js';
 import { OverviewAggregator, configTargets } from './cluster-view/overview.js';
 import { mountClusterView } from './cluster-view/routes.js';
 import { CoreMetrics, mountMetrics } from './metrics.js';
+import { apiDocument } from '../http/api-doc.js';
+import type { Hono } from 'hono';
 
 export type CoreRole = 'starting' | 'primary' | 'standby' | 'halted';
 
@@ -65,6 +67,8 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
   /** Prometheus metrics (GET /metrics): this node's own registry. */
   readonly metrics: CoreMetrics;
   server!: RunningServer;
+  /** The HTTP app (its routes are what /openapi.json documents; tests compare the two). */
+  app!: Hono;
   /** Order-entry sessions (WS /v1/session), served while this node leads. */
   sessions: OrderSessionServer | null = null;
   private leaderRole: LeaderRole | null = null;
@@ -280,6 +284,9 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     });
     mountClusterView(app, this.overview, this.name);
     mountMetrics(app, this.metrics.registry, this.metrics.refresh);
+    const doc = apiDocument({ kind: 'core', domain: config.domain, maxCommandsPerRequest: config.core.maxCommandsPerRequest });
+    app.get('/openapi.json', (c) => c.json(doc));
+    this.app = app;
     this.sessions = new OrderSessionServer({
       core: () => this.core,
       domain: config.domain,

@@ -18,6 +18,10 @@ import { listen, type RunningServer } from '../http/server.js';
 import { OverviewAggregator } from './cluster-view/overview.js';
 import { mountClusterView } from './cluster-view/routes.js';
 import { ReadNodeMetrics, mountMetrics } from './metrics.js';
+import { apiDocument } from '../http/api-doc.js';
+
+/** A read node's routes do not depend on its config: one document for all of them. */
+const READ_NODE_DOC = apiDocument({ kind: 'read' });
 import type { NodeTarget } from './cluster-view/history.js';
 
 export interface ReadNodeOptions {
@@ -49,6 +53,8 @@ export interface ReadNodeOptions {
 
 export class ReadNode extends Replica {
   private server: RunningServer | null = null;
+  /** The HTTP app (its routes are what /openapi.json documents; tests compare the two). */
+  app: Hono | null = null;
   /** The cluster view (GET /v1/overview, /cluster): polls every node's status while watched. */
   readonly overview: OverviewAggregator;
   /** Prometheus metrics (GET /metrics): this node's own registry. */
@@ -99,6 +105,8 @@ export class ReadNode extends Replica {
     mountReadRoutes(app, this, this.nodeOpts.readLimits, this.nodeOpts.secrets);
     mountClusterView(app, this.overview, this.region);
     mountMetrics(app, this.metrics.registry, this.metrics.refresh);
+    app.get('/openapi.json', (c) => c.json(READ_NODE_DOC));
+    this.app = app;
     app.get('/v1/sync/info', (c) => {
       const info = this.syncInfo();
       if (info === null) return requestError(c, 'seq_not_reached', 'read node has not synced any state yet', { seq: 0 });
