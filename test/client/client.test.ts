@@ -5,19 +5,12 @@
 // writes over HTTP and over an order-entry session through a SIGKILL of the leader: every write
 // acknowledged, none applied twice (the deposits add up exactly). Waits are bounded; no sleeps.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseConfig, type Config } from '../../src/config/schema.js';
-import { startRegion, type RegionNode } from '../../src/cli/cluster.js';
 import { StatemirrorClient, StatemirrorError } from '../../src/client/index.js';
-import { CoreProcesses, freePort } from '../../sim/process-cluster.js';
 import { LinkProxy } from '../../sim/link-proxy.js';
-import { operatorToken, tempDir, testConfig } from '../e2e/helpers.js';
+import { operatorToken, startProcessCluster, type ProcessCluster } from '../e2e/helpers.js';
 
-let dir: string;
-let config: Config;
-let cores: CoreProcesses;
-const regions: RegionNode[] = [];
+let pc: ProcessCluster;
+let cores: ProcessCluster['cores'];
 let farProxy: LinkProxy;
 let token: string;
 let coreUrls: string[];
@@ -31,36 +24,20 @@ function client(opts: Partial<ConstructorParameters<typeof StatemirrorClient>[0]
 }
 
 beforeAll(async () => {
-  dir = tempDir('sm-client-');
-  const raw = structuredClone(testConfig({ coreNodes: 3, replication: { heartbeatMs: 50, electionTimeoutMs: 300, commitTimeoutMs: 2000 } })) as any;
-  for (const n of raw.core.nodes) Object.assign(n, { port: await freePort(), dataDir: join(dir, n.name) });
-  const configPath = join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify(raw));
-  config = parseConfig(raw);
-  coreUrls = config.core.nodes.map((n) => `http://127.0.0.1:${n.port}`);
-  cores = new CoreProcesses({ configPath, urls: Object.fromEntries(config.core.nodes.map((n, i) => [n.name, coreUrls[i]!])) });
-  await Promise.all(cores.names.map((n) => cores.start(n)));
-  await cores.waitFor((s) => s.role === 'primary', 30_000, 'a leader');
-  for (const region of config.regions) {
-    const parent = regions.find((r) => r.config.name === region.upstream);
-    const upstreams = parent ? [{ host: '127.0.0.1', port: parent.node.port }] : config.core.nodes.map((n) => ({ host: '127.0.0.1', port: n.port }));
-    const node = await startRegion(config, region, { upstreams, dataDir: null, discoveryIntervalMs: 100 });
-    regions.push(node);
-    await node.node.ready(30_000);
-  }
-  const [near, far] = regions;
+  pc = await startProcessCluster('sm-client-');
+  cores = pc.cores;
+  coreUrls = cores.names.map((n) => cores.url(n));
+  const [near, far] = pc.regions;
   farProxy = new LinkProxy({ name: 'client->far', targetHost: '127.0.0.1', targetPort: far!.node.port, link: { latencyMs: 40, jitterMs: 2, lossPct: 0 }, seed: 7 });
   await farProxy.start();
   regionUrls = { near: near!.url, far: `http://127.0.0.1:${farProxy.port}` };
-  token = await operatorToken(config);
+  token = await operatorToken(pc.config);
 }, 90_000);
 
 afterAll(async () => {
   for (const c of clients) c.close();
   await farProxy?.stop();
-  for (const r of regions.reverse()) await r.close();
-  await cores?.stopAll();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await pc?.stop();
 }, 60_000);
 
 describe('statemirror/client', () => {

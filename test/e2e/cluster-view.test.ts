@@ -5,48 +5,32 @@
 // plotted after the kill. Waits are on page state (waitForFunction) with bounded timeouts. Set
 // STATEMIRROR_REQUIRE_BROWSER=1 (CI does) to fail instead of skipping when /usr/bin/chromium is missing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
-import { parseConfig, type Config } from '../../src/config/schema.js';
-import { startRegion, type RegionNode } from '../../src/cli/cluster.js';
-import { CoreProcesses, freePort } from '../../sim/process-cluster.js';
-import { get, operatorToken, tempDir, testConfig } from './helpers.js';
+import type { Config } from '../../src/config/schema.js';
+import type { RegionNode } from '../../src/cli/cluster.js';
+import type { CoreProcesses } from '../../sim/process-cluster.js';
+import { get, operatorToken, startProcessCluster, type ProcessCluster } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const hasBrowser = existsSync(CHROMIUM);
 if (!hasBrowser && process.env.STATEMIRROR_REQUIRE_BROWSER === '1') throw new Error(`${CHROMIUM} is required (apt-get install chromium)`);
 if (!hasBrowser) console.warn(`cluster view test skipped: ${CHROMIUM} not installed (apt-get install chromium)`);
 
-let dir: string;
+let pc: ProcessCluster | null = null;
 let config: Config;
 let cores: CoreProcesses | null = null;
-const regions: RegionNode[] = [];
+let regions: RegionNode[] = [];
 let browser: Browser | null = null;
 let stopWriting = false;
 let writer: Promise<number> | null = null;
 
 beforeAll(async () => {
   if (!hasBrowser) return;
-  dir = tempDir('sm-cluster-view-');
   // Core processes on real ports (the config's addresses are the ones every view polls); the read
   // nodes in this process bind port 0 and are told each other's address once bound.
-  const raw = structuredClone(testConfig({ coreNodes: 3, replication: { heartbeatMs: 50, electionTimeoutMs: 300, commitTimeoutMs: 2000 } })) as any;
-  for (const n of raw.core.nodes) Object.assign(n, { port: await freePort(), dataDir: join(dir, n.name) });
-  const configPath = join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify(raw));
-  config = parseConfig(raw);
-  const urls = Object.fromEntries(config.core.nodes.map((n) => [n.name, `http://127.0.0.1:${n.port}`]));
-  cores = new CoreProcesses({ configPath, urls });
-  await Promise.all(cores.names.map((n) => cores!.start(n)));
-  await cores.waitFor((s) => s.role === 'primary', 30_000, 'a leader');
-  for (const region of config.regions) {
-    const parent = regions.find((r) => r.config.name === region.upstream);
-    const upstreams = parent ? [{ host: '127.0.0.1', port: parent.node.port }] : config.core.nodes.map((n) => ({ host: '127.0.0.1', port: n.port }));
-    const node = await startRegion(config, region, { upstreams, dataDir: null, discoveryIntervalMs: 100 });
-    regions.push(node);
-    await node.node.ready(30_000);
-  }
+  pc = await startProcessCluster('sm-cluster-view-');
+  ({ config, cores, regions } = pc);
   for (const a of regions) for (const b of regions) a.node.overview.setTarget(b.config.name, 'region', b.url);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -58,9 +42,7 @@ afterAll(async () => {
   stopWriting = true;
   await writer;
   await browser?.close();
-  for (const r of regions.reverse()) await r.close();
-  await cores?.stopAll();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await pc?.stop();
 }, 60_000);
 
 /** Writes deposits one after another until stopped, each retried (same clientId) at the next node. */

@@ -1,9 +1,10 @@
 // Shared helpers for end-to-end tests: a small cluster config, tokens, JSON HTTP calls (with an
 // operator token unless told otherwise), and bounded waits on events (never sleeps).
 import type { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { afterEach } from 'vitest';
-import { startCluster, type Cluster, type ClusterOptions } from '../../src/cli/cluster.js';
+import { startCluster, startRegion, type Cluster, type ClusterOptions, type RegionNode } from '../../src/cli/cluster.js';
+import { CoreProcesses, freePort } from '../../sim/process-cluster.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signToken } from '../../src/auth/tokens.js';
@@ -131,3 +132,47 @@ export function waitForEvent<T extends unknown[]>(
 
 /** The secrets a read node needs, from a config. */
 export const secretsOf = (c: Config) => ({ jwtSecret: c.auth.jwtSecret, clusterSecret: c.replication.clusterSecret });
+
+/**
+ * Three core nodes as real processes (SIGKILL is a real crash) on free ports, with testConfig()'s
+ * regions as read nodes in this process (near follows the core, far follows near), each started
+ * once its upstream has state. stop() ends everything and removes the temp dir.
+ */
+export interface ProcessCluster {
+  dir: string;
+  config: Config;
+  cores: CoreProcesses;
+  regions: RegionNode[];
+  stop(): Promise<void>;
+}
+
+export async function startProcessCluster(prefix: string): Promise<ProcessCluster> {
+  const dir = tempDir(prefix);
+  const raw = structuredClone(testConfig({ coreNodes: 3, replication: { heartbeatMs: 50, electionTimeoutMs: 300, commitTimeoutMs: 2000 } })) as any;
+  for (const n of raw.core.nodes) Object.assign(n, { port: await freePort(), dataDir: join(dir, n.name) });
+  const configPath = join(dir, 'config.json');
+  writeFileSync(configPath, JSON.stringify(raw));
+  const config = parseConfig(raw);
+  const cores = new CoreProcesses({ configPath, urls: Object.fromEntries(config.core.nodes.map((n) => [n.name, `http://127.0.0.1:${n.port}`])) });
+  const regions: RegionNode[] = [];
+  const stop = async () => {
+    for (const r of [...regions].reverse()) await r.close();
+    await cores.stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(cores.names.map((n) => cores.start(n)));
+    await cores.waitFor((s) => s.role === 'primary', 30_000, 'a leader');
+    for (const region of config.regions) {
+      const parent = regions.find((r) => r.config.name === region.upstream);
+      const upstreams = parent ? [{ host: '127.0.0.1', port: parent.node.port }] : config.core.nodes.map((n) => ({ host: '127.0.0.1', port: n.port }));
+      const node = await startRegion(config, region, { upstreams, dataDir: null, discoveryIntervalMs: 100 });
+      regions.push(node);
+      await node.node.ready(30_000);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { dir, config, cores, regions, stop };
+}
