@@ -76,9 +76,9 @@ const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const jsonContent = (name: string) => ({ 'application/json': { schema: ref(name) } });
 const errorResponse = (description: string) => ({ description, content: jsonContent('Error') });
 
-const consistencyParams = [
+const consistencyParams = (waitMsMax: number) => [
   { name: 'minSeq', in: 'query', required: false, schema: { type: 'integer', minimum: 0 }, description: 'read-your-writes: wait until this node holds seq ≥ minSeq (the seq of your write), else 503 seq_not_reached' },
-  { name: 'waitMs', in: 'query', required: false, schema: { type: 'integer', minimum: 0 }, description: 'how long to wait for minSeq (default readNode.minSeqWaitMsDefault, at most readNode.minSeqWaitMsMax)' },
+  { name: 'waitMs', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: waitMsMax }, description: 'how long to wait for minSeq (default readNode.minSeqWaitMsDefault, at most readNode.minSeqWaitMsMax)' },
 ];
 const readHeaders = {
   'x-statemirror-seq': { description: 'the seq this answer reflects', schema: { type: 'integer' } },
@@ -94,12 +94,12 @@ const readErrors = {
 };
 const pathParam = (name: string, description: string) => ({ name, in: 'path', required: true, schema: { type: 'string' }, description });
 
-function readPaths(): Json {
+function readPaths(waitMsMax: number): Json {
   const versioned = (name: string, summary: string, auth: boolean, params: Json[]) => ({
     get: {
       summary,
       ...(auth ? { security: [{ bearer: [] }] } : { security: [] }),
-      parameters: [...params, ...consistencyParams, { name: 'If-None-Match', in: 'header', required: false, schema: { type: 'string' } }],
+      parameters: [...params, ...consistencyParams(waitMsMax), { name: 'If-None-Match', in: 'header', required: false, schema: { type: 'string' } }],
       responses: {
         '200': { description: 'the committed state this node holds', headers: { ...readHeaders, ETag: { schema: { type: 'string' } } }, content: jsonContent(name) },
         '304': { description: 'unchanged since the ETag sent as If-None-Match' },
@@ -115,7 +115,7 @@ function readPaths(): Json {
       get: {
         summary: 'the last trades of a market (public)',
         security: [],
-        parameters: [pathParam('symbol', 'market symbol'), { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 1000 } }, ...consistencyParams],
+        parameters: [pathParam('symbol', 'market symbol'), { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 1000 } }, ...consistencyParams(waitMsMax)],
         responses: { '200': { description: 'trades, oldest first', headers: readHeaders, content: jsonContent('Trades') }, ...readErrors },
       },
     },
@@ -207,8 +207,10 @@ function dashboardPaths(): Json {
  * The document of one kind of node. A core node serves the writes, sessions, snapshots and the
  * reads of its published state; a read node the reads and the dashboard.
  */
-export function apiDocument(opts: { kind: 'core'; domain: DomainConfig; maxCommandsPerRequest: number } | { kind: 'read' }): Json {
-  const paths: Json = { ...readPaths(), ...operationalPaths(opts.kind) };
+export function apiDocument(
+  opts: ({ kind: 'core'; domain: DomainConfig; maxCommandsPerRequest: number } | { kind: 'read' }) & { readLimits: { minSeqWaitMsMax: number } },
+): Json {
+  const paths: Json = { ...readPaths(opts.readLimits.minSeqWaitMsMax), ...operationalPaths(opts.kind) };
   if (opts.kind === 'core') {
     const { command, batch } = commandSchemas(opts.domain, opts.maxCommandsPerRequest);
     Object.assign(paths, corePaths(command, batch));

@@ -284,7 +284,7 @@ export class CoreNode extends EventEmitter<{ role: [CoreRole] }> {
     });
     mountClusterView(app, this.overview, this.name);
     mountMetrics(app, this.metrics.registry, this.metrics.refresh);
-    const doc = apiDocument({ kind: 'core', domain: config.domain, maxCommandsPerRequest: config.core.maxCommandsPerRequest });
+    const doc = apiDocument({ kind: 'core', domain: config.domain, maxCommandsPerRequest: config.core.maxCommandsPerRequest, readLimits: config.readNode });
     app.get('/openapi.json', (c) => c.json(doc));
     this.app = app;
     this.sessions = new OrderSessionServer({

@@ -19,9 +19,6 @@ import { OverviewAggregator } from './cluster-view/overview.js';
 import { mountClusterView } from './cluster-view/routes.js';
 import { ReadNodeMetrics, mountMetrics } from './metrics.js';
 import { apiDocument } from '../http/api-doc.js';
-
-/** A read node's routes do not depend on its config: one document for all of them. */
-const READ_NODE_DOC = apiDocument({ kind: 'read' });
 import type { NodeTarget } from './cluster-view/history.js';
 
 export interface ReadNodeOptions {
@@ -105,7 +102,8 @@ export class ReadNode extends Replica {
     mountReadRoutes(app, this, this.nodeOpts.readLimits, this.nodeOpts.secrets);
     mountClusterView(app, this.overview, this.region);
     mountMetrics(app, this.metrics.registry, this.metrics.refresh);
-    app.get('/openapi.json', (c) => c.json(READ_NODE_DOC));
+    const doc = apiDocument({ kind: 'read', readLimits: this.nodeOpts.readLimits });
+    app.get('/openapi.json', (c) => c.json(doc));
     this.app = app;
     app.get('/v1/sync/info', (c) => {
       const info = this.syncInfo();

@@ -75,6 +75,11 @@ describe('GET /openapi.json', () => {
     expect(body).toContain('"ETH-USD"');
     expect(body).toContain('"additionalProperties":false');
     expect(body).toContain(`"maximum":${config.domain.limits.maxAmount}`);
+    // The read routes' bounds are this config's too (read-routes.ts refuses waitMs above it).
+    for (const doc of [coreDoc, readDoc]) {
+      const waitMs = doc.paths['/v1/accounts/{id}'].get.parameters.find((p: { name: string }) => p.name === 'waitMs');
+      expect(waitMs.schema.maximum).toBe(config.readNode.minSeqWaitMsMax);
+    }
   });
 
   it('real answers parse with the documented response schemas', async () => {
