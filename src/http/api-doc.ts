@@ -8,14 +8,34 @@
 import { z } from 'zod';
 import { REJECT_CODES, type DomainConfig } from '../domain/types.js';
 import { REJECT_HTTP, REQUEST_ERROR_HTTP } from './errors.js';
-import { commandSchemas } from './schemas.js';
+import { commandSchemas, readQuerySchemas } from './schemas.js';
 
 const int = () => z.number().int();
 
-/** `{"error":{"code","message",…details}}`: every error answer, HTTP or session. */
+/**
+ * Every code a route answers with: request errors (errors.ts REQUEST_ERROR_HTTP), business
+ * rejections (REJECT_HTTP), and the few answered outside requestError (a body that broke off, an
+ * internal fault, a full session table).
+ */
+export const errorCodeSchema = z.enum([
+  ...(Object.keys(REQUEST_ERROR_HTTP) as (keyof typeof REQUEST_ERROR_HTTP)[]),
+  ...(Object.keys(REJECT_HTTP) as (keyof typeof REJECT_HTTP)[]),
+  'request_aborted',
+  'internal',
+  'too_many_sessions',
+]);
+
+/**
+ * `{"error":{"code","message",…details}}`: every error answer, HTTP or session. The code is one of
+ * errorCodeSchema's, or one the HTTP server answers before any route (server.ts: a request the
+ * parser refused, a bad WebSocket handshake, too many connections).
+ */
 export const errorBodySchema = z.looseObject({
   error: z.looseObject({
-    code: z.string().describe(`reason code: ${[...Object.keys(REQUEST_ERROR_HTTP), ...Object.keys(REJECT_HTTP)].join(', ')}, or a protocol error (headers_too_large, bad_chunk_encoding, missing_host, bad_websocket_key, …)`),
+    code: z.union([
+      errorCodeSchema,
+      z.string().regex(/^[a-z0-9_]{1,64}$/).describe('a protocol error answered before any route: headers_too_large, bad_chunk_encoding, conflicting_length, expectation_failed, missing_host, bad_websocket_key, too_many_connections, …'),
+    ]),
     message: z.string(),
   }),
 });
@@ -71,15 +91,28 @@ export const statusSchema = z.looseObject({ role: z.string(), seq: int().optiona
 export const overviewSchema = z.looseObject({ self: z.string(), at: int(), nodes: z.array(z.looseObject({})), regions: z.array(z.looseObject({})), events: z.array(z.looseObject({})) });
 
 type Json = Record<string, unknown>;
-const json = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any' }) as Json;
+/**
+ * JSON Schema 2020-12 of a zod schema: 'input' for what a client sends (a field with a default is
+ * optional), 'output' for what a node answers or a route parses into. $schema dropped: 2020-12 is
+ * OpenAPI 3.1's own dialect.
+ */
+const json = (schema: z.ZodType, io: 'input' | 'output' = 'output'): Json => {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Json;
+  return rest;
+};
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const jsonContent = (name: string) => ({ 'application/json': { schema: ref(name) } });
 const errorResponse = (description: string) => ({ description, content: jsonContent('Error') });
 
-const consistencyParams = (waitMsMax: number) => [
-  { name: 'minSeq', in: 'query', required: false, schema: { type: 'integer', minimum: 0 }, description: 'read-your-writes: wait until this node holds seq ≥ minSeq (the seq of your write), else 503 seq_not_reached' },
-  { name: 'waitMs', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: waitMsMax }, description: 'how long to wait for minSeq (default readNode.minSeqWaitMsDefault, at most readNode.minSeqWaitMsMax)' },
-];
+/** Query parameters from the schemas the read routes parse with (schemas.ts readQuerySchemas; 'output': the integer a digit string must become). */
+const consistencyParams = (waitMsMax: number) => {
+  const q = readQuerySchemas(waitMsMax);
+  return [
+    { name: 'minSeq', in: 'query', required: false, schema: json(q.minSeq), description: 'read-your-writes: wait until this node holds seq ≥ minSeq (the seq of your write), else 503 seq_not_reached' },
+    { name: 'waitMs', in: 'query', required: false, schema: json(q.waitMs), description: 'how long to wait for minSeq (default readNode.minSeqWaitMsDefault, at most readNode.minSeqWaitMsMax)' },
+  ];
+};
+const limitParam = (waitMsMax: number) => ({ name: 'limit', in: 'query', required: false, schema: json(readQuerySchemas(waitMsMax).limit), description: 'how many of the last trades (default 100)' });
 const readHeaders = {
   'x-statemirror-seq': { description: 'the seq this answer reflects', schema: { type: 'integer' } },
   'x-statemirror-region': { description: 'the region (or core) that answered', schema: { type: 'string' } },
@@ -115,17 +148,28 @@ function readPaths(waitMsMax: number): Json {
       get: {
         summary: 'the last trades of a market (public)',
         security: [],
-        parameters: [pathParam('symbol', 'market symbol'), { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 1000 } }, ...consistencyParams(waitMsMax)],
+        parameters: [pathParam('symbol', 'market symbol'), limitParam(waitMsMax), ...consistencyParams(waitMsMax)],
         responses: { '200': { description: 'trades, oldest first', headers: readHeaders, content: jsonContent('Trades') }, ...readErrors },
       },
     },
   };
 }
 
-function operationalPaths(kind: 'core' | 'read'): Json {
+function operationalPaths(kind: 'core' | 'read', waitMsMax: number): Json {
   const text = (type: string, description: string) => ({ description, content: { [type]: { schema: { type: 'string' } } } });
   return {
-    '/v1/status': { get: { summary: `this ${kind === 'core' ? 'core node' : 'read node'}'s role, seq, epoch and health (public)`, security: [], responses: { '200': { description: 'status', content: jsonContent('Status') } } } },
+    '/v1/status': {
+      get: {
+        summary: `this ${kind === 'core' ? 'core node' : 'read node'}'s role, seq, epoch and health (public)`,
+        security: [],
+        parameters: consistencyParams(waitMsMax),
+        responses: {
+          '200': { description: 'status', headers: readHeaders, content: jsonContent('Status') },
+          '400': errorResponse('invalid_query'),
+          '503': errorResponse('seq_not_reached (minSeq not reached within waitMs, or nothing synced yet)'),
+        },
+      },
+    },
     '/v1/sync/info': {
       get: {
         summary: 'the generation and docs a read node syncs from here (public)',
@@ -157,7 +201,7 @@ function corePaths(command: z.ZodType, batch: z.ZodType): Json {
         summary: 'sequence commands; answered once durable on a majority of the core',
         description: 'One command or {commands:[…]}; checks in order: 413 → 415 → 400 → 401/403 → 503 not_primary → sequencer. A retry with the same clientId answers the stored entry (duplicate: true).',
         security: [{ bearer: [] }],
-        requestBody: { required: true, content: { 'application/json': { schema: { oneOf: [json(command), json(batch)] } } } },
+        requestBody: { required: true, content: { 'application/json': { schema: { oneOf: [json(command, 'input'), json(batch, 'input')] } } } },
         responses: {
           '200': { description: 'committed: one answer, or {results} for a batch (business rejections inside)', content: { 'application/json': { schema: { oneOf: [ref('CommandAnswer'), ref('BatchAnswer')] } } } },
           '400': errorResponse('malformed_json, invalid_command, unknown_field, duplicate_client_id_in_batch'),
@@ -210,7 +254,7 @@ function dashboardPaths(): Json {
 export function apiDocument(
   opts: ({ kind: 'core'; domain: DomainConfig; maxCommandsPerRequest: number } | { kind: 'read' }) & { readLimits: { minSeqWaitMsMax: number } },
 ): Json {
-  const paths: Json = { ...readPaths(opts.readLimits.minSeqWaitMsMax), ...operationalPaths(opts.kind) };
+  const paths: Json = { ...readPaths(opts.readLimits.minSeqWaitMsMax), ...operationalPaths(opts.kind, opts.readLimits.minSeqWaitMsMax) };
   if (opts.kind === 'core') {
     const { command, batch } = commandSchemas(opts.domain, opts.maxCommandsPerRequest);
     Object.assign(paths, corePaths(command, batch));

@@ -8,7 +8,8 @@ import type { Context, Hono } from 'hono';
 import { withMarks, type ReadModel, type ReadScope } from '../replica/read-model.js';
 import { authenticate, tokenFrom } from '../auth/tokens.js';
 import { authorizeAccountRead } from '../auth/rules.js';
-import { ACCOUNT_ID } from './schemas.js';
+import { ACCOUNT_ID, TRADES_LIMIT_MAX, readQuerySchemas } from './schemas.js';
+import type { z } from 'zod';
 import type { AccountView } from '../domain/types.js';
 import { requestError } from './errors.js';
 import { headerOf } from './node-request.js';
@@ -57,20 +58,21 @@ function versionOf(v: object): number {
   return n;
 }
 
-function parseIntParam(raw: string | undefined, max: number): number | null | undefined {
+/** undefined when absent, null when invalid, else the value (schemas.ts readQuerySchemas, also in the OpenAPI document). */
+function parseIntParam(raw: string | undefined, schema: z.ZodType<number, string>): number | null | undefined {
   if (raw === undefined) return undefined;
-  if (!/^\d{1,16}$/.test(raw)) return null;
-  const n = Number(raw);
-  return Number.isSafeInteger(n) && n <= max ? n : null;
+  const r = schema.safeParse(raw);
+  return r.success ? r.data : null;
 }
 
 export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits, secrets: { jwtSecret: string; clusterSecret: string }): void {
+  const query = readQuerySchemas(limits.minSeqWaitMsMax);
   /** Applies minSeq/waitMs, sets headers; returns an error response or null to go on. */
   const consistency = async (c: Context, scope: ReadScope): Promise<Response | null> => {
     // Most reads carry no query string: skip parsing one.
     const plain = !c.req.url.includes('?');
-    const minSeq = plain ? undefined : parseIntParam(c.req.query('minSeq'), Number.MAX_SAFE_INTEGER);
-    const waitMs = plain ? undefined : parseIntParam(c.req.query('waitMs'), limits.minSeqWaitMsMax);
+    const minSeq = plain ? undefined : parseIntParam(c.req.query('minSeq'), query.minSeq);
+    const waitMs = plain ? undefined : parseIntParam(c.req.query('waitMs'), query.waitMs);
     if (minSeq === null) return requestError(c, 'invalid_query', 'minSeq must be a non-negative integer');
     if (waitMs === null) return requestError(c, 'invalid_query', `waitMs must be an integer in 0..${limits.minSeqWaitMsMax}`);
     c.header(HEADER_REGION, model.region);
@@ -144,8 +146,8 @@ export function mountReadRoutes(app: Hono, model: ReadModel, limits: ReadLimits,
   app.get('/v1/markets/:symbol/trades', async (c) => {
     const symbol = c.req.param('symbol');
     if (!model.hasMarket(symbol)) return requestError(c, 'unknown_market', `no market ${symbol}`);
-    const limit = parseIntParam(c.req.query('limit'), 1000);
-    if (limit === null) return requestError(c, 'invalid_query', 'limit must be an integer in 0..1000');
+    const limit = parseIntParam(c.req.query('limit'), query.limit);
+    if (limit === null) return requestError(c, 'invalid_query', `limit must be an integer in 0..${TRADES_LIMIT_MAX}`);
     const early = await consistency(c, { kind: 'market', symbol });
     if (early) return early;
     return c.json({ market: symbol, trades: model.trades(symbol, limit ?? 100) });

@@ -32,6 +32,24 @@ export function commandSchemas(domain: DomainConfig, maxCommandsPerRequest: numb
   return { command, batch };
 }
 
+/** At most this many trades per GET /v1/markets/{symbol}/trades. */
+export const TRADES_LIMIT_MAX = 1000;
+
+/**
+ * A query parameter that is a non-negative decimal integer (at most 16 digits, no sign, no
+ * exponent, no blanks) within `value`'s range. The read routes parse with these and the OpenAPI
+ * document shows `value` (z.toJSONSchema with io: 'output'), so the two cannot disagree.
+ */
+const queryInt = (value: z.ZodNumber) => z.string().regex(/^\d{1,16}$/).transform(Number).pipe(value);
+
+/** The read routes' query parameters; waitMs is bounded by this node's readNode.minSeqWaitMsMax. */
+export function readQuerySchemas(minSeqWaitMsMax: number) {
+  return {
+    minSeq: queryInt(intIn(0, Number.MAX_SAFE_INTEGER)),
+    waitMs: queryInt(intIn(0, minSeqWaitMsMax)),
+    limit: queryInt(intIn(0, TRADES_LIMIT_MAX)),
+  };
+}
 export type CommandInput = z.infer<ReturnType<typeof commandSchemas>['command']>;
 
 /** Turns zod issues into a reason code and a short list a client can act on. */

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import type { Hono } from 'hono';
 import { startCluster, type Cluster } from '../../src/cli/cluster.js';
-import { accountSchema, batchAnswerSchema, bookSchema, commandAnswerSchema, errorBodySchema, statusSchema, syncInfoSchema, tradesSchema } from '../../src/http/api-doc.js';
+import { accountSchema, batchAnswerSchema, bookSchema, commandAnswerSchema, errorBodySchema, errorCodeSchema, statusSchema, syncInfoSchema, tradesSchema } from '../../src/http/api-doc.js';
 import { get, operatorToken, post, tempDir, testConfig } from '../e2e/helpers.js';
 
 const config = testConfig();
@@ -80,6 +80,34 @@ describe('GET /openapi.json', () => {
       const waitMs = doc.paths['/v1/accounts/{id}'].get.parameters.find((p: { name: string }) => p.name === 'waitMs');
       expect(waitMs.schema.maximum).toBe(config.readNode.minSeqWaitMsMax);
     }
+    // A request body is documented as what a client sends: tif has a default, so it is optional.
+    const place = coreDoc.paths['/v1/commands'].post.requestBody.content['application/json'].schema.oneOf[0].oneOf.find(
+      (c: any) => c.properties.type.const === 'place_order',
+    );
+    expect(place.required).not.toContain('tif');
+    expect(place.properties.tif.enum).toEqual(['GTC', 'IOC']);
+    const limit = coreDoc.paths['/v1/markets/{symbol}/trades'].get.parameters.find((p: { name: string }) => p.name === 'limit');
+    expect(limit.schema).toEqual({ type: 'integer', minimum: 0, maximum: 1000 });
+  });
+
+  it('the read routes refuse the query parameters the document rules out', async () => {
+    const region = [...cluster.regions.values()][0]!;
+    const cases: [string, string][] = [
+      ['/v1/markets/BTC-USD/trades?limit=1001', 'limit must be an integer in 0..1000'],
+      ['/v1/markets/BTC-USD/trades?limit=-1', 'limit must be an integer in 0..1000'],
+      ['/v1/markets/BTC-USD/book?minSeq=1e3', 'minSeq must be a non-negative integer'],
+      ['/v1/markets/BTC-USD/book?minSeq=', 'minSeq must be a non-negative integer'],
+      ['/v1/markets/BTC-USD/book?minSeq=99999999999999999', 'minSeq must be a non-negative integer'],
+      [`/v1/status?minSeq=0&waitMs=${config.readNode.minSeqWaitMsMax + 1}`, `waitMs must be an integer in 0..${config.readNode.minSeqWaitMsMax}`],
+    ];
+    for (const [path, message] of cases) {
+      const r = await get(`${region.url}${path}`, null);
+      expect(r.status, path).toBe(400);
+      expect(errorBodySchema.parse(r.body).error).toMatchObject({ code: 'invalid_query', message });
+    }
+    const ok = await get(`${region.url}/v1/markets/BTC-USD/trades?limit=0&minSeq=0&waitMs=${config.readNode.minSeqWaitMsMax}`, null);
+    expect(ok.status).toBe(200);
+    expect(tradesSchema.parse(ok.body).trades).toEqual([]);
   });
 
   it('real answers parse with the documented response schemas', async () => {
@@ -95,7 +123,8 @@ describe('GET /openapi.json', () => {
     batchAnswerSchema.parse(batch.body);
     const bad = await fetch(`${core.url}/v1/commands`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{nope' });
     expect(bad.status).toBe(400);
-    errorBodySchema.parse(await bad.json());
+    // Codes a route answers with are in the documented enum (not merely snake_case).
+    expect(errorCodeSchema.parse(errorBodySchema.parse(await bad.json()).error.code)).toBe('malformed_json');
     const acct = await get(`${region.url}/v1/accounts/alice?minSeq=${w.body.seq}`);
     expect(acct.status).toBe(200);
     accountSchema.parse(acct.body);
@@ -106,6 +135,6 @@ describe('GET /openapi.json', () => {
     statusSchema.parse((await get(`${region.url}/v1/status`, null)).body);
     statusSchema.parse((await get(`${core.url}/v1/status`, null)).body);
     syncInfoSchema.parse((await get(`${core.url}/v1/sync/info`, null)).body);
-    errorBodySchema.parse((await get(`${region.url}/v1/markets/NOPE/book`, null)).body);
+    expect(errorCodeSchema.parse(errorBodySchema.parse((await get(`${region.url}/v1/markets/NOPE/book`, null)).body).error.code)).toBe('unknown_market');
   });
 });
