@@ -179,7 +179,7 @@ export class StatemirrorClient {
     const deadline = performance.now() + this.timeoutMs;
     let delay = this.backoff.first;
     let last: StatemirrorError | null = null;
-    for (let attempt = 0; ; attempt++) {
+    for (;;) {
       if (this.closed) throw new StatemirrorError('closed', 'client closed');
       try {
         const answers = await this.sendOnce(batch, deadline);
@@ -259,6 +259,8 @@ export class StatemirrorClient {
             this.sessionMode = 'never';
             return null;
           }
+          // Every session slot of the leader is taken: this attempt goes over HTTP instead.
+          if (err.code === 'too_many_sessions') return null;
           throw err;
         },
       )
@@ -297,7 +299,7 @@ export class StatemirrorClient {
     const order = (await this.regions()).map((r) => r.url);
     let delay = this.backoff.first;
     let last: StatemirrorError | null = null;
-    for (let round = 0; ; round++) {
+    for (;;) {
       for (const base of order) {
         const left = deadline - performance.now();
         if (left <= 0) break;

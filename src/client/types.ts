@@ -74,4 +74,4 @@ export class StatemirrorError extends Error {
 }
 
 /** Reason codes whose outcome is unknown or transient: the same clientId is sent again. */
-export const RETRYABLE_CODES: ReadonlySet<string> = new Set(['not_primary', 'commit_timeout', 'overloaded', 'halted', 'unreachable', 'too_many_connections', 'too_many_sessions']);
+export const RETRYABLE_CODES: ReadonlySet<string> = new Set(['not_primary', 'commit_timeout', 'overloaded', 'halted', 'unreachable', 'too_many_connections']);
